@@ -1,0 +1,33 @@
+# Two commands for a newcomer: `make demo` and `make test`.
+# Both create .venv on first use: the CPU build of torch, then this project.
+# GPU users: see "Installing" in the README (TORCH=... selects another torch).
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+OUT ?= runs/demo
+TORCH ?= torch==2.13.0
+
+.PHONY: demo test test-all venv
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet $(TORCH)
+	$(PYTHON) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Train the default VAE on 4,500 real MNIST digits, draw 100 samples, evaluate it.
+demo: $(STAMP)
+	$(VENV)/bin/ppl-vae train --data mnist5k --out $(OUT) --overwrite
+	$(VENV)/bin/ppl-vae evaluate --checkpoint $(OUT)
+	@echo "figures and metrics: $(OUT)/samples.png $(OUT)/metrics.jsonl $(OUT)/summary.json"
+
+## The test suite without the slow statistical and full-size runs.
+test: $(STAMP)
+	$(PYTHON) -m pytest -m "not slow" -q
+
+## Everything, slow tests included.
+test-all: $(STAMP)
+	$(PYTHON) -m pytest -q

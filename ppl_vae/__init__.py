@@ -1,0 +1,36 @@
+"""ppl_vae: latent variable models and variational autoencoders as Pyro programs.
+
+The generative model p(z) p(x | z) and the approximate posterior q(z | x) are
+Pyro ``model``/``guide`` functions with sites ``"z"`` and ``"x"``; SVI trains
+them, and the same sites serve every other inference method.
+"""
+
+from ppl_vae.checkpoint import load_checkpoint, save_checkpoint
+from ppl_vae.data import Dataset, load_dataset
+from ppl_vae.devices import resolve_device
+from ppl_vae.errors import CheckpointError, ConfigError, DataError, PplVaeError, TrainingDivergedError
+from ppl_vae.inference import SVIConfig, TrainResult, elbo, iwae, train
+from ppl_vae.models import VAE, LinearGaussian, build_model
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VAE",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "Dataset",
+    "LinearGaussian",
+    "PplVaeError",
+    "SVIConfig",
+    "TrainResult",
+    "TrainingDivergedError",
+    "build_model",
+    "elbo",
+    "iwae",
+    "load_checkpoint",
+    "load_dataset",
+    "resolve_device",
+    "save_checkpoint",
+    "train",
+]

@@ -1,0 +1,244 @@
+"""The ``ppl-vae`` command: argparse to configs to library calls, nothing more.
+
+Every failure the library foresees is a :class:`~ppl_vae.errors.PplVaeError`;
+the command prints its one-line message and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyro
+import torch
+
+from ppl_vae.checkpoint import atomic_write, atomic_write_text, load_checkpoint
+from ppl_vae.data import BINARIZE_MODES, KNOWN_DATASETS, load_dataset
+from ppl_vae.devices import resolve_device
+from ppl_vae.errors import ConfigError, PplVaeError
+from ppl_vae.inference.likelihood import elbo, iwae
+from ppl_vae.inference.svi import ELBO_ESTIMATORS, SVIConfig, evaluation_data, train
+from ppl_vae.models import LIKELIHOODS, VAE, build_model
+from ppl_vae.plotting import save_image_grid
+
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ppl-vae",
+        description="Latent variable models as Pyro programs: train a VAE, sample from it, "
+                    "evaluate its log-likelihood.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    fit = commands.add_parser(
+        "train", help="train a VAE by SVI",
+        description="Train a VAE by stochastic variational inference. Writes OUT/checkpoint.pt, "
+                    "OUT/metrics.jsonl (one line per epoch), OUT/samples.png (100 generated "
+                    "images) and OUT/summary.json.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fit.add_argument("--data", default="mnist5k",
+                     help=f"data set: {', '.join(KNOWN_DATASETS)}")
+    fit.add_argument("--data-root", default=None,
+                     help="folder with the IDX files for mnist / fashion-mnist")
+    fit.add_argument("--latent-dim", type=int, default=20, help="latent dimensions")
+    fit.add_argument("--hidden-dims", type=int, nargs="+", default=[400],
+                     help="hidden layer widths of the encoder (the decoder mirrors them)")
+    fit.add_argument("--likelihood", choices=LIKELIHOODS, default="bernoulli",
+                     help="observation model p(x|z)")
+    fit.add_argument("--observation-scale", type=float, default=0.1,
+                     help="standard deviation of the Gaussian likelihood")
+    fit.add_argument("--learn-observation-scale", action="store_true",
+                     help="learn the Gaussian likelihood's standard deviation")
+    fit.add_argument("--binarize", choices=BINARIZE_MODES, default=None,
+                     help="binarize pixels for a Bernoulli likelihood; default: dynamic for "
+                          "bernoulli, none for gaussian")
+    fit.add_argument("--epochs", type=int, default=200)
+    fit.add_argument("--batch-size", type=int, default=128)
+    fit.add_argument("--learning-rate", type=float, default=1e-3)
+    fit.add_argument("--elbo", choices=tuple(ELBO_ESTIMATORS), default="meanfield",
+                     help="meanfield: closed-form KL (TraceMeanField_ELBO); trace: Monte Carlo "
+                          "KL (Trace_ELBO)")
+    fit.add_argument("--num-particles", type=int, default=1, help="samples of z per ELBO estimate")
+    fit.add_argument("--beta", type=float, default=1.0, help="weight of the KL term")
+    fit.add_argument("--kl-warmup-epochs", type=int, default=0,
+                     help="epochs over which the KL weight rises from 0 to beta")
+    fit.add_argument("--clip-norm", type=float, default=None, help="clip the gradient norm")
+    fit.add_argument("--checkpoint-every", type=int, default=10, help="epochs between checkpoints")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--out", required=True, help="output folder")
+    fit.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
+    fit.add_argument("--overwrite", action="store_true",
+                     help="replace a checkpoint already in --out")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_device(fit)
+
+    draw = commands.add_parser(
+        "sample", help="generate data from a trained model",
+        description="Draw z from the prior N(0, I) and decode it (the mean of p(x|z)). "
+                    "Writes a PNG grid, or a .npy array of shape (num_samples, data_dim).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    draw.add_argument("--checkpoint", required=True, help="training output folder or checkpoint.pt")
+    draw.add_argument("--num-samples", type=int, default=100)
+    draw.add_argument("--out", required=True, help="output file, .png or .npy")
+    draw.add_argument("--seed", type=int, default=0)
+    _add_device(draw)
+
+    score = commands.add_parser(
+        "evaluate", help="test ELBO and IWAE log-likelihood per data point",
+        description="Estimate the test-set ELBO and the importance-weighted bound on log p(x) "
+                    "(IWAE, K samples), in nats per data point, with Monte Carlo standard errors.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    score.add_argument("--checkpoint", required=True, help="training output folder or checkpoint.pt")
+    score.add_argument("--elbo-samples", type=int, default=100, help="samples per point for the ELBO")
+    score.add_argument("--iwae-samples", type=int, default=1000,
+                       help="importance samples K per point for the IWAE bound")
+    score.add_argument("--split", choices=("test", "train"), default="test")
+    score.add_argument("--seed", type=int, default=0)
+    score.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_device(score)
+    return parser
+
+
+def _load_model(path: str, device: torch.device) -> tuple[Any, dict[str, Any]]:
+    checkpoint = load_checkpoint(path, map_location=device)
+    model = build_model(checkpoint["model_class"], checkpoint["model_config"])
+    try:
+        model.load_state_dict(checkpoint["model_state"])
+    except RuntimeError:
+        raise PplVaeError(
+            f"the checkpoint's weights do not fit a {checkpoint['model_class']} with "
+            f"{checkpoint['model_config']}; the file is damaged or was edited"
+        ) from None
+    return model.to(device).eval(), checkpoint
+
+
+def _save_samples(model: Any, count: int, image_shape: Sequence[int] | None, path: Path,
+                  title: str) -> None:
+    images = model.sample(count).cpu()
+    if path.suffix == ".npy":
+        atomic_write(path, lambda handle: np.save(handle, images.numpy()))
+    elif image_shape is None:
+        raise ConfigError("this model's data are not images; write samples to a .npy file")
+    else:
+        save_image_grid(images, tuple(image_shape), path, title=title)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    binarize = args.binarize or ("dynamic" if args.likelihood == "bernoulli" else "none")
+    config = SVIConfig(
+        epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+        elbo=args.elbo, num_particles=args.num_particles, beta=args.beta,
+        kl_warmup_epochs=args.kl_warmup_epochs, clip_norm=args.clip_norm, binarize=binarize,
+        seed=args.seed, checkpoint_every=args.checkpoint_every)
+    pyro.set_rng_seed(args.seed)
+    data = load_dataset(args.data, root=args.data_root, seed=args.seed).to(device)
+    model = VAE(data.data_dim, args.latent_dim, hidden_dims=args.hidden_dims,
+                likelihood=args.likelihood, observation_scale=args.observation_scale,
+                learn_observation_scale=args.learn_observation_scale).to(device)
+    metadata = {"data": args.data, "data_root": args.data_root, "data_seed": args.seed,
+                "image_shape": list(data.image_shape) if data.image_shape else None}
+    out = Path(args.out)
+    if not args.quiet:
+        print(f"training a VAE (latent_dim {args.latent_dim}, hidden {args.hidden_dims}, "
+              f"{args.likelihood}, binarize {binarize}) on {args.data}: "
+              f"{len(data.train_x)} train / {len(data.test_x)} test points, device {device}")
+    result = train(model, data.train_x, config, test_x=data.test_x, out_dir=out,
+                   resume=args.resume, overwrite=args.overwrite,
+                   progress=None if not args.quiet else False, metadata=metadata)
+    last = result.history[-1]
+    summary = {**last, "device": str(device), "settings": vars(args) | {"binarize": binarize}}
+    if data.image_shape is not None:
+        _save_samples(model, 100, data.image_shape, out / "samples.png",
+                      f"100 samples, {args.data}, latent_dim {args.latent_dim}")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    if not args.quiet:
+        print(f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.2f}, test ELBO "
+              f"{last['test_elbo']:.2f} nats per data point, {last['wall_time']:.1f} s")
+        print(f"wrote {out / 'checkpoint.pt'}, {out / 'metrics.jsonl'}, {out / 'summary.json'}"
+              + (f", {out / 'samples.png'}" if data.image_shape is not None else ""))
+    return 0
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    model, checkpoint = _load_model(args.checkpoint, device)
+    out = Path(args.out)
+    if out.suffix not in (".png", ".npy"):
+        raise ConfigError(f"--out must end in .png or .npy; got {out.name}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"the folder {out.parent} does not exist; create it first")
+    pyro.set_rng_seed(args.seed)
+    _save_samples(model, args.num_samples, checkpoint["metadata"].get("image_shape"), out,
+                  f"{args.num_samples} samples from p(x)")
+    print(f"wrote {out}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    model, checkpoint = _load_model(args.checkpoint, device)
+    meta = checkpoint["metadata"]
+    if "data" not in meta:
+        raise PplVaeError("the checkpoint does not say which data it was trained on; "
+                          "evaluate it from Python with ppl_vae.elbo / ppl_vae.iwae")
+    data = load_dataset(meta["data"], root=meta["data_root"], seed=meta["data_seed"]).to(device)
+    x = data.test_x if args.split == "test" else data.train_x
+    x = evaluation_data(x, checkpoint["svi_config"]["binarize"], meta["data_seed"])
+    pyro.set_rng_seed(args.seed)
+    elbo_estimate = elbo(model, x, args.elbo_samples)
+    iwae_estimate = iwae(model, x, args.iwae_samples)
+    report = {
+        "split": args.split,
+        "num_points": x.shape[0],
+        "elbo": elbo_estimate.mean,
+        "elbo_stderr": elbo_estimate.mean_stderr,
+        "elbo_samples": args.elbo_samples,
+        "iwae": iwae_estimate.mean,
+        "iwae_stderr": iwae_estimate.mean_stderr,
+        "iwae_samples": args.iwae_samples,
+        "epoch": checkpoint.get("epoch"),
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{args.split} set, {report['num_points']} points, epoch {report['epoch']} "
+              "(nats per data point, Monte Carlo standard error)")
+        print(f"  ELBO                {report['elbo']:10.3f} ± {report['elbo_stderr']:.3f}"
+              f"   (K={args.elbo_samples})")
+        print(f"  IWAE log p(x) bound {report['iwae']:10.3f} ± {report['iwae_stderr']:.3f}"
+              f"   (K={args.iwae_samples})")
+    return 0
+
+
+COMMANDS = {"train": run_train, "sample": run_sample, "evaluate": run_evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``ppl-vae``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except PplVaeError as error:
+        print(f"ppl-vae {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"ppl-vae {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""Training by stochastic variational inference: one loop that reads top to bottom.
+
+The objective is Pyro's differentiable ELBO of ``model.model`` and
+``model.guide``; the parameters are the model's own ``torch`` parameters,
+optimized by ``torch.optim.Adam``. Every epoch the loop appends one record
+to the history (train ELBO per data point, test ELBO per data point, wall
+time) and, at checkpoint epochs, writes the model, optimizer and RNG state
+atomically, so ``resume=True`` continues bit for bit where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyro
+import torch
+from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from tqdm.auto import tqdm
+
+from ppl_vae.checkpoint import (
+    CHECKPOINT_NAME,
+    atomic_write_text,
+    check_same_config,
+    load_checkpoint,
+    save_checkpoint,
+)
+from ppl_vae.data import binarize, check_binarize_mode
+from ppl_vae.errors import ConfigError, TrainingDivergedError
+from ppl_vae.inference.likelihood import elbo as estimate_elbo
+from ppl_vae.models.base import ProbabilisticModel, check_batch, check_values
+
+#: ELBO estimators by name: ``trace`` estimates the KL term by Monte Carlo,
+#: ``meanfield`` uses the closed-form KL where one exists.
+ELBO_ESTIMATORS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
+
+METRICS_NAME = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class SVIConfig:
+    """Settings of :func:`train`.
+
+    Attributes
+    ----------
+    epochs : int
+        Passes over the training set.
+    batch_size : int
+        Minibatch size; the ``"data"`` plate rescales each batch to the full set.
+    learning_rate : float
+        Adam step size.
+    elbo : {"meanfield", "trace"}
+        ``meanfield``: Pyro's ``TraceMeanField_ELBO`` (closed-form KL);
+        ``trace``: ``Trace_ELBO`` (Monte Carlo KL).
+    num_particles : int
+        Samples of z per data point in each ELBO estimate.
+    beta : float
+        Weight of the KL term (1 is the ELBO; other values give a beta-VAE).
+    kl_warmup_epochs : int
+        Epochs over which the KL weight rises linearly from 0 to ``beta``.
+    clip_norm : float or None
+        Clip the gradient's global norm to this value.
+    binarize : {"none", "static", "dynamic"}
+        ``dynamic`` draws fresh binary images every epoch; ``static`` draws once.
+    seed : int
+        Seed of every random choice (shuffling, binarization, z samples).
+    checkpoint_every : int
+        Write a checkpoint every this many epochs (and after the last one).
+    log_every : int
+        Steps between reads of the loss on the host (progress bar, NaN check).
+    eval_num_samples : int
+        Samples per test point for the per-epoch test ELBO.
+    """
+
+    epochs: int = 200
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+    elbo: str = "meanfield"
+    num_particles: int = 1
+    beta: float = 1.0
+    kl_warmup_epochs: int = 0
+    clip_norm: float | None = None
+    binarize: str = "none"
+    seed: int = 0
+    checkpoint_every: int = 10
+    log_every: int = 50
+    eval_num_samples: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "num_particles", "checkpoint_every", "log_every",
+                     "eval_num_samples"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0
+                and math.isfinite(self.learning_rate)):
+            raise ConfigError(f"learning_rate must be a positive number; got {self.learning_rate!r}")
+        if self.elbo not in ELBO_ESTIMATORS:
+            raise ConfigError(f"unknown elbo {self.elbo!r}; choose one of {', '.join(ELBO_ESTIMATORS)}")
+        if not (self.beta >= 0 and math.isfinite(self.beta)):
+            raise ConfigError(f"beta must be a non-negative number; got {self.beta!r}")
+        if self.kl_warmup_epochs < 0:
+            raise ConfigError(f"kl_warmup_epochs must be >= 0; got {self.kl_warmup_epochs!r}")
+        if self.clip_norm is not None and not self.clip_norm > 0:
+            raise ConfigError(f"clip_norm must be positive or None; got {self.clip_norm!r}")
+        check_binarize_mode(self.binarize)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    history : list of dict
+        One record per epoch: ``epoch``, ``train_elbo`` and ``test_elbo`` (per
+        data point, nats), ``beta``, ``wall_time`` (seconds since the start,
+        summed over resumed runs).
+    checkpoint_path : Path or None
+        The last checkpoint written, when an output folder was given.
+    checkpoint_epoch : int
+        The epoch that checkpoint holds.
+    """
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint_path: Path | None = None
+    checkpoint_epoch: int = 0
+
+    @property
+    def final_test_elbo(self) -> float | None:
+        return self.history[-1]["test_elbo"] if self.history else None
+
+
+def evaluation_data(x: torch.Tensor, mode: str, seed: int) -> torch.Tensor:
+    """The fixed evaluation copy of ``x``: one seeded binary draw unless ``mode == "none"``.
+
+    Training with ``static`` or ``dynamic`` binarization is evaluated on this
+    copy, so every epoch and ``ppl-vae evaluate`` see the same binary test set.
+    """
+    if check_binarize_mode(mode) == "none":
+        return x
+    generator = torch.Generator(device=x.device).manual_seed(seed + 1)
+    return binarize(x, generator=generator)
+
+
+def kl_weight(config: SVIConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """The KL weight at a step: ``beta``, ramped up linearly over the warm-up epochs."""
+    if config.kl_warmup_epochs == 0:
+        return config.beta
+    progress = (epoch * steps_per_epoch + step + 1) / (config.kl_warmup_epochs * steps_per_epoch)
+    return config.beta * min(1.0, progress)
+
+
+def _check_inputs(model: ProbabilisticModel, x: torch.Tensor, name: str, binarize_mode: str) -> None:
+    check_batch(x, model.data_dim, name)
+    if x.device != model.device:
+        raise ConfigError(
+            f"{name} is on {x.device} but the model is on {model.device}; move one, e.g. "
+            "model.to(x.device)"
+        )
+    check_values(x, "bernoulli" if binarize_mode != "none" else model.likelihood)
+
+
+def _rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def _write_metrics(out_dir: Path, history: list[dict[str, Any]]) -> None:
+    atomic_write_text(out_dir / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in history))
+
+
+def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if not os.access(out_dir, os.W_OK):
+        raise ConfigError(f"cannot write to {out_dir}; choose a writable --out folder")
+    exists = (out_dir / CHECKPOINT_NAME).exists()
+    if exists and not (resume or overwrite):
+        raise ConfigError(
+            f"{out_dir} already holds a checkpoint; pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out folder"
+        )
+    if resume and not exists:
+        raise ConfigError(f"nothing to resume: {out_dir} holds no {CHECKPOINT_NAME}")
+
+
+def train(
+    model: ProbabilisticModel,
+    train_x: torch.Tensor,
+    config: SVIConfig = SVIConfig(),
+    *,
+    test_x: torch.Tensor | None = None,
+    out_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Fit a model's generative and inference networks by maximizing the ELBO.
+
+    Parameters
+    ----------
+    model : ProbabilisticModel
+        Any ppl_vae model; trained in place, on the device of its parameters.
+    train_x : Tensor, shape (num_train, data_dim)
+        Training data on the model's device (move it there once, beforehand).
+    config : SVIConfig
+        Optimization settings.
+    test_x : Tensor, shape (num_test, data_dim), optional
+        Held-out data for the per-epoch test ELBO.
+    out_dir : path-like, optional
+        Folder for ``checkpoint.pt`` and ``metrics.jsonl``.
+    resume : bool
+        Continue from ``out_dir/checkpoint.pt`` (``config.epochs`` may be larger
+        than before; every other setting must match).
+    overwrite : bool
+        Replace an existing checkpoint in ``out_dir`` instead of refusing.
+    progress : bool, optional
+        Show a progress bar; by default only when stderr is a terminal.
+    metadata : dict, optional
+        Plain values stored in the checkpoint (e.g. how to reload the data).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    TrainingDivergedError
+        If the loss becomes NaN or infinite; the last good checkpoint is kept.
+    """
+    _check_inputs(model, train_x, "train_x", config.binarize)
+    if test_x is not None:
+        _check_inputs(model, test_x, "test_x", config.binarize)
+        test_eval = evaluation_data(test_x, config.binarize, config.seed)
+    out_path = Path(out_dir) if out_dir is not None else None
+    if out_path is not None:
+        _prepare_out_dir(out_path, resume, overwrite)
+    if progress is None:
+        progress = sys.stderr.isatty()
+
+    pyro.set_rng_seed(config.seed)
+    model.sync_param_store()
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    loss_fn = ELBO_ESTIMATORS[config.elbo](
+        num_particles=config.num_particles, vectorize_particles=config.num_particles > 1
+    ).differentiable_loss
+    num_train = train_x.shape[0]
+    steps_per_epoch = math.ceil(num_train / config.batch_size)
+    result = TrainResult()
+    start_epoch, elapsed = 0, 0.0
+    if resume:
+        checkpoint = load_checkpoint(out_path / CHECKPOINT_NAME, map_location=model.device)
+        check_same_config(model.config(), checkpoint["model_config"], "model configuration")
+        saved = {**checkpoint["svi_config"], "epochs": config.epochs}
+        check_same_config(asdict(config), saved, "training configuration")
+        model.load_state_dict(checkpoint["model_state"])
+        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        _set_rng_state(checkpoint["rng_state"])
+        start_epoch = checkpoint["epoch"]
+        result.history = list(checkpoint["history"])
+        elapsed = result.history[-1]["wall_time"] if result.history else 0.0
+        result.checkpoint_path = out_path / CHECKPOINT_NAME
+        result.checkpoint_epoch = start_epoch
+
+    train_data = train_x
+    if config.binarize == "static":
+        generator = torch.Generator(device=train_x.device).manual_seed(config.seed)
+        train_data = binarize(train_x, generator=generator)
+
+    def save(epoch: int) -> None:
+        save_checkpoint(out_path / CHECKPOINT_NAME, {
+            "model_class": type(model).__name__,
+            "model_config": model.config(),
+            "model_state": model.state_dict(),
+            "optimizer_state": optimizer.state_dict(),
+            "svi_config": asdict(config),
+            "epoch": epoch,
+            "history": result.history,
+            "rng_state": _rng_state(),
+            "metadata": metadata or {},
+        })
+        _write_metrics(out_path, result.history)
+        result.checkpoint_path = out_path / CHECKPOINT_NAME
+        result.checkpoint_epoch = epoch
+
+    bar = tqdm(range(start_epoch, config.epochs), desc="SVI", unit="epoch", disable=not progress,
+               initial=start_epoch, total=config.epochs, dynamic_ncols=True)
+    started = time.perf_counter() - elapsed
+    model.train()
+    with pyro.validation_enabled(False):
+        for epoch in bar:
+            epoch_data = binarize(train_x) if config.binarize == "dynamic" else train_data
+            loss_sum = train_x.new_zeros(())
+            order = torch.randperm(num_train, device=train_x.device)
+            for step, index in enumerate(order.split(config.batch_size)):
+                beta = kl_weight(config, epoch, step, steps_per_epoch)
+                loss = loss_fn(model.model, model.guide, epoch_data[index], num_data=num_train,
+                               beta=beta)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.clip_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+                optimizer.step()
+                loss_sum = loss_sum + loss.detach()
+                if (step + 1) % config.log_every == 0 or step + 1 == steps_per_epoch:
+                    running = loss_sum.item() / (step + 1)
+                    if not math.isfinite(running):
+                        _diverged(epoch, step, config, result)
+                    bar.set_postfix(elbo=f"{-running / num_train:.2f}", refresh=False)
+            record: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "train_elbo": -running / num_train,
+                "beta": beta,
+            }
+            if test_x is not None:
+                model.eval()
+                test_elbo = estimate_elbo(model, test_eval, config.eval_num_samples).mean
+                model.train()
+                if not math.isfinite(test_elbo):
+                    _diverged(epoch, step, config, result)
+                record["test_elbo"] = test_elbo
+                bar.set_postfix(elbo=f"{record['train_elbo']:.2f}", test=f"{test_elbo:.2f}")
+            record["wall_time"] = time.perf_counter() - started
+            result.history.append(record)
+            last = epoch + 1 == config.epochs
+            if out_path is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
+                save(epoch + 1)
+    bar.close()
+    return result
+
+
+def _diverged(epoch: int, step: int, config: SVIConfig, result: TrainResult) -> None:
+    kept = (
+        f"the last good checkpoint ({result.checkpoint_path}, epoch "
+        f"{result.checkpoint_epoch}) is kept"
+        if result.checkpoint_path is not None
+        else "no checkpoint had been written yet"
+    )
+    raise TrainingDivergedError(
+        f"training diverged: the loss became NaN or infinite in epoch {epoch + 1} by step "
+        f"{step + 1}; {kept}. Try a smaller learning rate (now {config.learning_rate:g}), "
+        "gradient clipping (--clip-norm 10), or check that the data's range suits the likelihood."
+    )

@@ -1,0 +1,34 @@
+"""Latent variable models written as Pyro programs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ppl_vae.errors import CheckpointError
+from ppl_vae.models.base import LIKELIHOODS, ProbabilisticModel
+from ppl_vae.models.linear_gaussian import LinearGaussian
+from ppl_vae.models.vae import VAE
+
+#: Model classes a checkpoint can name.
+MODEL_CLASSES: dict[str, type[ProbabilisticModel]] = {
+    "VAE": VAE,
+    "LinearGaussian": LinearGaussian,
+}
+
+
+def build_model(model_class: str, config: dict[str, Any]) -> ProbabilisticModel:
+    """Rebuild a model from the class name and the ``config()`` stored in a checkpoint."""
+    if model_class not in MODEL_CLASSES:
+        raise CheckpointError(
+            f"the checkpoint holds an unknown model class {model_class!r}; this ppl_vae "
+            f"knows {', '.join(MODEL_CLASSES)}"
+        )
+    try:
+        return MODEL_CLASSES[model_class](**config)
+    except TypeError as error:
+        raise CheckpointError(
+            f"the checkpoint's model configuration does not fit {model_class}: {error}"
+        ) from None
+
+
+__all__ = ["LIKELIHOODS", "MODEL_CLASSES", "LinearGaussian", "ProbabilisticModel", "VAE", "build_model"]

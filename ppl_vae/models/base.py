@@ -1,0 +1,189 @@
+"""What every ppl_vae model shares: input checks, the data plate, Pyro registration.
+
+A model is a :class:`torch.nn.Module` that owns its networks and exposes two
+Pyro programs, ``model(x)`` and ``guide(x)``, with a latent site ``"z"`` and an
+observed site ``"x"`` inside a plate named ``"data"``. Any Pyro inference
+algorithm can condition, replay or trace those sites by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import pyro
+import torch
+from torch import nn
+
+from ppl_vae.errors import ConfigError, DataError
+
+LIKELIHOODS = ("bernoulli", "gaussian")
+
+
+def check_positive_int(value: Any, name: str) -> int:
+    """Return ``value`` if it is a positive integer, else raise :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+    return value
+
+
+def check_batch(x: Any, data_dim: int, where: str) -> None:
+    """Check the type, shape and dtype of a batch; cheap, never synchronizes a device.
+
+    Parameters
+    ----------
+    x : Tensor, shape (batch, data_dim)
+        Candidate batch.
+    data_dim : int
+        Number of features the model expects.
+    where : str
+        Name of the calling function, used in the message.
+
+    Raises
+    ------
+    DataError
+        If ``x`` is not a floating-point tensor of shape ``(batch, data_dim)``.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise DataError(
+            f"{where} expects a torch.Tensor of shape (batch, {data_dim}); got "
+            f"{type(x).__name__}. Convert it with torch.as_tensor(x, dtype=torch.float32)."
+        )
+    if x.dim() != 2 or x.shape[-1] != data_dim:
+        raise DataError(
+            f"{where} expects shape (batch, {data_dim}); got {tuple(x.shape)}. "
+            "Flatten images with x.reshape(len(x), -1), or build the model with "
+            "the data's dimension."
+        )
+    if x.shape[0] == 0:
+        raise DataError(f"{where} got an empty batch; pass at least one data point.")
+    if not x.is_floating_point():
+        raise DataError(
+            f"{where} expects a floating-point tensor; got {x.dtype}. "
+            "Convert it with x.float() (uint8 images: x.float() / 255)."
+        )
+
+
+def check_values(x: torch.Tensor, likelihood: str) -> None:
+    """Check that data values suit the likelihood (synchronizes; call once per data set).
+
+    Raises
+    ------
+    DataError
+        On NaN or infinite values, or on values outside [0, 1] with a
+        Bernoulli likelihood.
+    """
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad_rows = (~finite).any(dim=-1).nonzero().flatten()
+        raise DataError(
+            f"the data hold {int((~finite).sum())} NaN or infinite values "
+            f"(first in row {int(bad_rows[0])}); remove or impute them before training."
+        )
+    if likelihood == "bernoulli" and (bool((x < 0).any()) or bool((x > 1).any())):
+        raise DataError(
+            f"a Bernoulli likelihood needs values in [0, 1]; the data range over "
+            f"[{float(x.min()):.4g}, {float(x.max()):.4g}]. Rescale to [0, 1] and "
+            "binarize (--binarize dynamic), or use --likelihood gaussian."
+        )
+
+
+def data_plate(x: torch.Tensor, num_data: int | None) -> pyro.plate:
+    """The ``"data"`` plate over a batch, scaled to ``num_data`` points when given.
+
+    With ``num_data = N`` and a batch of ``B`` rows every log-density inside the
+    plate is multiplied by ``N / B``, so a minibatch estimates the full data
+    set's ELBO without bias.
+    """
+    batch = x.shape[0]
+    if num_data is None or num_data == batch:
+        return pyro.plate("data", batch, device=x.device)
+    if num_data < batch:
+        raise DataError(f"num_data ({num_data}) is smaller than the batch ({batch})")
+    return pyro.plate("data", num_data, subsample=torch.arange(batch, device=x.device))
+
+
+def latent_scale(beta: float) -> contextlib.AbstractContextManager:
+    """Weight the latent site by ``beta`` (KL warm-up, beta-VAE); a no-op at 1."""
+    if beta == 1.0:
+        return contextlib.nullcontext()
+    return pyro.poutine.scale(scale=beta)
+
+
+def sync_param_store(prefix: str, module: nn.Module) -> None:
+    """Make Pyro's parameter store point at ``module``'s own parameters.
+
+    ``pyro.module`` keeps the first tensor it saw under a name, so a second model
+    built with the same name would silently train the first one's stale
+    weights under Pyro's optimizers. This drops such stale entries.
+    """
+    store = pyro.get_param_store()
+    for name, param in module.named_parameters():
+        key = f"{prefix}$$${name}"
+        if key in store and store.get_param(key) is not param:
+            del store[key]
+
+
+class ProbabilisticModel(nn.Module):
+    """Base class: Pyro registration, the rebuild dictionary, sampling and reconstruction."""
+
+    #: Prefix of this model's entries in Pyro's parameter store.
+    pyro_name: str
+    data_dim: int
+    latent_dim: int
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments as plain types, stored in checkpoints."""
+        raise NotImplementedError
+
+    def _register(self, suffix: str, module: nn.Module) -> None:
+        pyro.module(f"{self.pyro_name}.{suffix}", module)
+
+    def sync_param_store(self) -> None:
+        """Point Pyro's parameter store at this instance's parameters (see :func:`sync_param_store`)."""
+        for suffix, module in self.named_children():
+            sync_param_store(f"{self.pyro_name}.{suffix}", module)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and standard deviation of q(z | x), each of shape ``(batch, latent_dim)``."""
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> "pyro.distributions.TorchDistribution":
+        """The likelihood p(x | z): event shape ``(data_dim,)``, batch shape ``z.shape[:-1]``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, mean: bool = True) -> torch.Tensor:
+        """Ancestral sampling: z ~ N(0, I), then x ~ p(x | z).
+
+        Parameters
+        ----------
+        num_samples : int
+            Number of data points to generate.
+        mean : bool
+            Return the mean of p(x | z) (pixel probabilities for a Bernoulli
+            likelihood), which is what pictures of generated digits show;
+            otherwise a draw from p(x | z).
+
+        Returns
+        -------
+        Tensor, shape (num_samples, data_dim)
+        """
+        check_positive_int(num_samples, "num_samples")
+        z = torch.randn(num_samples, self.latent_dim, device=self.device, dtype=self.dtype)
+        likelihood = self.decode(z)
+        return likelihood.mean if mean else likelihood.sample()
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x | z) at the posterior mean of q(z | x); shape ``(batch, data_dim)``."""
+        loc, _ = self.encode(x)
+        return self.decode(loc).mean
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
