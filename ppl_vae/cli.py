@@ -21,10 +21,14 @@ from ppl_vae.checkpoint import atomic_write, atomic_write_text, load_checkpoint
 from ppl_vae.data import BINARIZE_MODES, KNOWN_DATASETS, load_dataset
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import ConfigError, PplVaeError
+from ppl_vae.inference.compare import METHODS, CompareConfig, compare_posteriors
+from ppl_vae.inference.diagnostics import plot_trace
 from ppl_vae.inference.likelihood import elbo, iwae
+from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
 from ppl_vae.inference.svi import ELBO_ESTIMATORS, SVIConfig, evaluation_data, train
 from ppl_vae.models import LIKELIHOODS, VAE, build_model
-from ppl_vae.plotting import save_image_grid
+from ppl_vae.models.base import check_positive_int
+from ppl_vae.plotting import plot_posterior_comparison, save_image_grid
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -109,6 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_device(score)
+
+    versus = commands.add_parser(
+        "compare", help="variational posteriors against NUTS on the same points",
+        description="For the first N test points: the encoder's q(z|x), a per-point Gaussian q* "
+                    "and a flow posterior, each against NUTS draws of p(z|x). Writes "
+                    "OUT/comparison.json, OUT/comparison.txt, OUT/posteriors.png and "
+                    "OUT/trace.png, and prints the table with the approximation and "
+                    "amortization gaps.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    versus.add_argument("--checkpoint", required=True, help="training output folder or checkpoint.pt")
+    versus.add_argument("--num-points", type=int, default=100, help="test points to compare")
+    versus.add_argument("--out", required=True, help="output folder")
+    versus.add_argument("--num-samples", type=int, default=1000, help="NUTS draws per chain")
+    versus.add_argument("--warmup-steps", type=int, default=500, help="NUTS warm-up steps per chain")
+    versus.add_argument("--num-chains", type=int, default=4)
+    versus.add_argument("--scheme", choices=SCHEMES, default="joint",
+                        help="one NUTS run over all points, or one run per point")
+    versus.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    versus.add_argument("--elbo-samples", type=int, default=1000)
+    versus.add_argument("--iwae-samples", type=int, default=5000)
+    versus.add_argument("--fit-max-steps", type=int, default=5000,
+                        help="step budget of the per-point fits")
+    versus.add_argument("--seed", type=int, default=0)
+    _add_device(versus)
     return parser
 
 
@@ -188,16 +216,22 @@ def run_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    model, checkpoint = _load_model(args.checkpoint, device)
+def _evaluation_points(checkpoint: dict[str, Any], split: str,
+                       device: torch.device) -> torch.Tensor:
+    """The data a checkpoint was trained on, as the training loop evaluated them."""
     meta = checkpoint["metadata"]
     if "data" not in meta:
         raise PplVaeError("the checkpoint does not say which data it was trained on; "
-                          "evaluate it from Python with ppl_vae.elbo / ppl_vae.iwae")
+                          "evaluate it from Python with the ppl_vae.inference functions")
     data = load_dataset(meta["data"], root=meta["data_root"], seed=meta["data_seed"]).to(device)
-    x = data.test_x if args.split == "test" else data.train_x
-    x = evaluation_data(x, checkpoint["svi_config"]["binarize"], meta["data_seed"])
+    x = data.test_x if split == "test" else data.train_x
+    return evaluation_data(x, checkpoint["svi_config"]["binarize"], meta["data_seed"])
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    model, checkpoint = _load_model(args.checkpoint, device)
+    x = _evaluation_points(checkpoint, args.split, device)
     pyro.set_rng_seed(args.seed)
     elbo_estimate = elbo(model, x, args.elbo_samples)
     iwae_estimate = iwae(model, x, args.iwae_samples)
@@ -224,7 +258,37 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "sample": run_sample, "evaluate": run_evaluate}
+def run_compare(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    check_positive_int(args.num_points, "--num-points")
+    nuts = NUTSConfig(num_samples=args.num_samples, warmup_steps=args.warmup_steps,
+                      num_chains=args.num_chains, scheme=args.scheme, seed=args.seed)
+    config = CompareConfig(elbo_samples=args.elbo_samples, iwae_samples=args.iwae_samples,
+                           nuts=nuts, methods=tuple(args.methods),
+                           fit_max_steps=args.fit_max_steps, seed=args.seed)
+    model, checkpoint = _load_model(args.checkpoint, device)
+    x = _evaluation_points(checkpoint, "test", device)[:args.num_points]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    comparison = compare_posteriors(model, x, config)
+    table = comparison.table()
+    atomic_write_text(out / "comparison.json", comparison.to_json() + "\n")
+    atomic_write_text(out / "comparison.txt", table + "\n")
+    image_shape = checkpoint["metadata"].get("image_shape")
+    plot_posterior_comparison(comparison, model, x, tuple(image_shape) if image_shape else None,
+                              out / "posteriors.png")
+    plot_trace(comparison.nuts.to_inference_data(), out / "trace.png")
+    print(table)
+    print(f"wrote {out / 'comparison.json'}, {out / 'comparison.txt'}, {out / 'posteriors.png'}, "
+          f"{out / 'trace.png'}")
+    if not comparison.converged:
+        print("ppl-vae compare: WARNING: NUTS did not converge; see the table's reasons and "
+              "raise --warmup-steps / --num-samples", file=sys.stderr)
+    return 0
+
+
+COMMANDS = {"train": run_train, "sample": run_sample, "evaluate": run_evaluate,
+            "compare": run_compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -14,6 +15,10 @@ import torch  # noqa: E402
 
 from ppl_vae.checkpoint import atomic_write  # noqa: E402
 from ppl_vae.errors import DataError  # noqa: E402
+
+if TYPE_CHECKING:
+    from ppl_vae.inference.compare import Comparison
+    from ppl_vae.models.base import ProbabilisticModel
 
 
 def image_grid(images: torch.Tensor, image_shape: tuple[int, int], num_columns: int | None = None,
@@ -70,3 +75,95 @@ def save_image_grid(images: torch.Tensor, image_shape: tuple[int, int], path: st
     figure.tight_layout()
     atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=120))
     plt.close(figure)
+
+
+def plot_posterior_comparison(comparison: "Comparison", model: "ProbabilisticModel",
+                              x: torch.Tensor, image_shape: tuple[int, int] | None, path: str | os.PathLike,
+                              num_points: int = 6, latents: tuple[int, int] = (0, 1)) -> None:
+    """NUTS draws of p(z | x) with each variational posterior drawn over them, one panel per point.
+
+    Each panel shows the NUTS samples as grey dots and, for two latent
+    coordinates, the 1- and 2-sigma ellipses of the encoder's q(z | x) and of
+    q*, and the flow's samples as a density contour; an inset shows the image.
+
+    Parameters
+    ----------
+    comparison : Comparison
+        The result of :func:`ppl_vae.inference.compare.compare_posteriors`.
+    model : ProbabilisticModel
+        The compared model (its encoder gives the amortized q).
+    x : Tensor, shape (num_points, data_dim)
+        The compared points (for the insets).
+    image_shape : (int, int) or None
+    path : path-like
+        Output PNG.
+    num_points : int
+        Panels to draw (the first points).
+    latents : (int, int)
+        The two latent coordinates to show.
+    """
+    from ppl_vae.inference.compare import guide_samples
+
+    i, j = latents
+    count = min(num_points, len(comparison.point_index))
+    columns = min(count, 3)
+    rows = math.ceil(count / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 4.0 * rows), squeeze=False,
+                                layout="constrained")
+    draws = comparison.nuts.samples.flatten(0, 1)[:, :count].detach().cpu()
+    styles = {"encoder": ("tab:red", "encoder q(z|x)"), "local_gaussian": ("tab:blue", "q* (per point)"),
+              "flow": ("tab:green", "flow q")}
+    flow_draws = None
+    if "flow" in comparison.posteriors:
+        flow = comparison.posteriors["flow"]
+        flow_draws = guide_samples(flow.guide, x, 2000).detach().cpu()
+    with torch.no_grad():
+        encoder_loc, encoder_scale = (t.cpu() for t in model.encode(x))
+    for panel, axis in enumerate(axes.flat):
+        if panel >= count:
+            axis.set_axis_off()
+            continue
+        axis.scatter(draws[:, panel, i], draws[:, panel, j], s=2, color="0.6", alpha=0.35,
+                     label="NUTS draws", rasterized=True)
+        gaussians = {"encoder": (encoder_loc[panel], encoder_scale[panel])}
+        if "local_gaussian" in comparison.posteriors:
+            q = comparison.posteriors["local_gaussian"]
+            gaussians["local_gaussian"] = (q.loc[panel].detach().cpu(), q.scale[panel].detach().cpu())
+        for name, (loc, scale) in gaussians.items():
+            color, label = styles[name]
+            for k, width in ((1, 1.6), (2, 0.9)):
+                angle = torch.linspace(0, 2 * math.pi, 100)
+                axis.plot(loc[i] + k * scale[i] * angle.cos(), loc[j] + k * scale[j] * angle.sin(),
+                          color=color, linewidth=width, label=label if k == 1 else None)
+        if flow_draws is not None:
+            _density_contour(axis, flow_draws[:, panel, i], flow_draws[:, panel, j],
+                             styles["flow"][0])
+            axis.plot([], [], color=styles["flow"][0], linestyle="dashed", label=styles["flow"][1])
+        axis.set_xlabel(f"z[{i}]")
+        axis.set_ylabel(f"z[{j}]")
+        axis.set_title(f"test point {comparison.point_index[panel]}")
+        if image_shape is not None:
+            inset = axis.inset_axes([0.76, 0.76, 0.22, 0.22])
+            inset.imshow(x[panel].detach().cpu().reshape(image_shape), cmap="gray_r", vmin=0, vmax=1)
+            inset.set_axis_off()
+        if panel == 0:
+            axis.legend(loc="lower left", fontsize=7, markerscale=4)
+    title = "posterior p(z | x): NUTS draws against variational approximations (1 and 2 sd)"
+    if not comparison.converged:
+        title += "\nWARNING: NUTS did not converge"
+    figure.suptitle(title)
+    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
+    plt.close(figure)
+
+
+def _density_contour(axis: "plt.Axes", xs: torch.Tensor, ys: torch.Tensor, color: str) -> None:
+    """Contours of a 2-D histogram of samples, at the levels holding about 39% and 86% of mass."""
+    counts, x_edges, y_edges = np.histogram2d(xs.numpy(), ys.numpy(), bins=40)
+    counts = counts.T
+    ordered = np.sort(counts.ravel())[::-1]
+    cumulative = np.cumsum(ordered) / ordered.sum()
+    levels = sorted({float(ordered[np.searchsorted(cumulative, q)]) for q in (0.86, 0.39)})
+    centres_x, centres_y = (x_edges[:-1] + x_edges[1:]) / 2, (y_edges[:-1] + y_edges[1:]) / 2
+    if levels[-1] > 0:
+        axis.contour(centres_x, centres_y, counts, levels=levels, colors=color, linewidths=1.0,
+                     linestyles="dashed")

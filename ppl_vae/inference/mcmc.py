@@ -1,0 +1,312 @@
+"""NUTS on the latent posterior p(z | x) of a trained model, the reference for every approximation.
+
+The decoder is held fixed: each chain rebuilds a frozen copy of the model
+(no gradient reaches its weights, nothing touches Pyro's parameter store) and
+samples z from
+
+    p(z | x)  proportional to  N(z; 0, I) p(x | z)
+
+with Pyro's ``NUTS`` kernel on the potential ``-log p(x, z)``. Given the
+decoder, the posteriors of different data points are independent, so they can
+be sampled in one joint run over all points (``scheme="joint"``: one step
+size and trajectory length, set by the hardest point, and far less Python
+overhead per point) or one run per point (``scheme="per_point"``: each point
+adapts its own step size). Chains are seeded ``seed + chain`` and run in
+separate processes when there are cores to spare; every chain runs with one
+torch thread, so both paths give bit-identical draws.
+
+NUTS is recommended for small latent spaces (2 to 10 dimensions per point):
+it works for any dimension, but its cost grows quickly with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyro
+import torch
+from pyro.infer.mcmc import NUTS
+
+from ppl_vae.errors import ConfigError
+from ppl_vae.inference.likelihood import log_joint
+from ppl_vae.models import ProbabilisticModel, build_model
+from ppl_vae.models.base import check_batch, check_positive_int
+
+SCHEMES = ("joint", "per_point")
+
+#: Above this many latent dimensions per point NUTS still works but gets slow.
+RECOMMENDED_MAX_LATENT_DIM = 10
+
+STAT_NAMES = ("diverging", "tree_depth", "num_steps", "step_size", "acceptance_rate")
+
+
+@dataclass(frozen=True)
+class NUTSConfig:
+    """Settings of :func:`sample_posterior`.
+
+    Attributes
+    ----------
+    num_samples, warmup_steps : int
+        Draws kept per chain, and adaptation steps discarded before them.
+    num_chains : int
+        Independent chains, seeded ``seed + chain``.
+    scheme : {"joint", "per_point"}
+        One NUTS run over all points at once, or one run per point.
+    parallel : bool or None
+        Run chains in separate processes; by default when the machine has
+        more than one core and there is more than one chain (CPU only).
+    target_accept_prob, max_tree_depth
+        Passed to Pyro's ``NUTS``.
+    init_scale : float
+        Chains start at ``mu(x) + init_scale * sigma(x) * eps`` from the encoder,
+        overdispersed so that R-hat can detect chains that have not mixed.
+    seed : int
+    """
+
+    num_samples: int = 1000
+    warmup_steps: int = 500
+    num_chains: int = 4
+    scheme: str = "joint"
+    parallel: bool | None = None
+    target_accept_prob: float = 0.8
+    max_tree_depth: int = 10
+    init_scale: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("num_samples", "warmup_steps", "num_chains", "max_tree_depth"):
+            check_positive_int(getattr(self, name), name)
+        if self.scheme not in SCHEMES:
+            raise ConfigError(f"unknown scheme {self.scheme!r}; choose one of {', '.join(SCHEMES)}")
+        if not 0 < self.target_accept_prob < 1:
+            raise ConfigError(f"target_accept_prob must lie in (0, 1); got {self.target_accept_prob}")
+        if not self.init_scale >= 0:
+            raise ConfigError(f"init_scale must be >= 0; got {self.init_scale}")
+
+
+@dataclass
+class MCMCResult:
+    """Posterior draws of z for several data points.
+
+    Attributes
+    ----------
+    samples : Tensor, shape (num_chains, num_samples, num_points, latent_dim)
+    sample_stats : dict of Tensor, each shape (num_chains, num_samples, num_points)
+        ``diverging``, ``tree_depth``, ``num_steps`` (leapfrog steps),
+        ``step_size`` and ``acceptance_rate`` of every draw; a joint run's
+        statistics are shared by all its points.
+    config : NUTSConfig
+    wall_time : float
+        Seconds for the whole run, all chains.
+    """
+
+    samples: torch.Tensor
+    sample_stats: dict[str, torch.Tensor]
+    config: NUTSConfig
+    wall_time: float
+    point_index: list[int] = field(default_factory=list)
+
+    @property
+    def num_points(self) -> int:
+        return self.samples.shape[2]
+
+    def to_inference_data(self) -> Any:
+        """An ArviZ ``InferenceData`` with dims (chain, draw, point, latent)."""
+        from ppl_vae.inference.diagnostics import to_inference_data
+
+        return to_inference_data(self.samples, self.sample_stats,
+                                 self.point_index or list(range(self.num_points)))
+
+
+class _RecordingNUTS(NUTS):
+    """Pyro's NUTS, also recording each draw's tree depth, leapfrog steps and acceptance."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.records: list[tuple[bool, int, int, float, float]] = []
+        self._leapfrog_steps = 0
+
+    def _build_basetree(self, *args: Any, **kwargs: Any) -> Any:
+        self._leapfrog_steps += 1
+        return super()._build_basetree(*args, **kwargs)
+
+    def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        self._leapfrog_steps = 0
+        divergences, mean_accept, t = len(self._divergences), self._mean_accept_prob, self._t
+        params = super().sample(params)
+        n = self._t - self._warmup_steps if self._t > self._warmup_steps else self._t
+        accept = n * self._mean_accept_prob - (n - 1) * mean_accept if t != self._warmup_steps \
+            else self._mean_accept_prob
+        steps = self._leapfrog_steps
+        self.records.append((len(self._divergences) > divergences, steps.bit_length(), steps,
+                             float(self.step_size), float(accept)))
+        return params
+
+
+@dataclass(frozen=True)
+class _ChainTask:
+    """Everything one chain needs, picklable for a spawned process."""
+
+    model_class: str
+    model_config: dict[str, Any]
+    model_state: dict[str, torch.Tensor]
+    x: torch.Tensor
+    init: torch.Tensor
+    groups: list[list[int]]
+    seed: int
+    config: NUTSConfig
+
+
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _frozen_copy(task: _ChainTask) -> ProbabilisticModel:
+    model = build_model(task.model_class, task.model_config).to(task.x.device, task.x.dtype)
+    model.load_state_dict(task.model_state)
+    return model.requires_grad_(False).eval()
+
+
+def _run_chain(task: _ChainTask) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chain over every group of points; draws (S, P, L) and stats (S, P, len(STAT_NAMES))."""
+    config = task.config
+    model = _frozen_copy(task)
+    num_points, latent_dim = task.init.shape
+    draws = task.x.new_zeros(config.num_samples, num_points, latent_dim)
+    stats = torch.zeros(config.num_samples, num_points, len(STAT_NAMES), dtype=torch.float64)
+    with _one_thread():
+        pyro.set_rng_seed(task.seed)
+        for rows in task.groups:
+            x = task.x[rows]
+
+            def potential(params: dict[str, torch.Tensor], x: torch.Tensor = x) -> torch.Tensor:
+                return -log_joint(model, x, params["z"]).sum()
+
+            kernel = _RecordingNUTS(potential_fn=potential, target_accept_prob=config.target_accept_prob,
+                                    max_tree_depth=config.max_tree_depth)
+            kernel.initial_params = {"z": task.init[rows]}
+            kernel.setup(config.warmup_steps)
+            params = kernel.initial_params
+            for _ in range(config.warmup_steps):
+                params = kernel.sample(params)
+            for draw in range(config.num_samples):
+                params = kernel.sample(params)
+                draws[draw, rows] = params["z"]
+            kernel_stats = torch.tensor(kernel.records[config.warmup_steps:], dtype=torch.float64)
+            stats[:, rows] = kernel_stats[:, None, :]
+            kernel.cleanup()
+    return draws, stats
+
+
+def _initial_points(model: ProbabilisticModel, x: torch.Tensor, config: NUTSConfig,
+                    chain: int) -> torch.Tensor:
+    with torch.no_grad():
+        loc, scale = model.encode(x)
+    generator = torch.Generator(device=x.device).manual_seed(config.seed + chain)
+    noise = torch.randn(loc.shape, generator=generator, device=x.device, dtype=loc.dtype)
+    return loc + config.init_scale * scale * noise
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """Fork where it is safe, spawn elsewhere.
+
+    A forked child that uses torch's thread pool inherited from the parent can
+    hang; each worker therefore sets one torch thread before doing any work
+    (the pool's initializer). Fork (Linux) needs no ``if __name__ == "__main__"``
+    guard in the user's script; spawn (macOS, Windows) does.
+    """
+    return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
+
+
+def _use_processes(config: NUTSConfig, x: torch.Tensor) -> bool:
+    if x.device.type != "cpu" or config.num_chains == 1:
+        return False
+    if config.parallel is not None:
+        return config.parallel
+    return (os.cpu_count() or 1) > 1
+
+
+def sample_posterior(model: ProbabilisticModel, x: torch.Tensor, config: NUTSConfig = NUTSConfig(),
+                     point_index: Sequence[int] | None = None) -> MCMCResult:
+    """Sample p(z | x) for each row of ``x`` with NUTS, the decoder held fixed.
+
+    Parameters
+    ----------
+    model : ProbabilisticModel
+        A trained model with a continuous latent and prior N(0, I) (VAE,
+        LinearGaussian); its encoder only supplies the chains' starting points.
+    x : Tensor, shape (num_points, data_dim)
+        Data points, on the model's device.
+    config : NUTSConfig
+    point_index : sequence of int, optional
+        Labels of the points (e.g. their rows in the test set) for reports.
+
+    Returns
+    -------
+    MCMCResult
+    """
+    check_batch(x, model.data_dim, "sample_posterior")
+    if getattr(model, "latent_support", "real") != "real":
+        raise ConfigError(f"{type(model).__name__} has a discrete latent; use its exact posterior")
+    if model.latent_dim > RECOMMENDED_MAX_LATENT_DIM:
+        warnings.warn(
+            f"NUTS on {model.latent_dim} latent dimensions per point is slow; it is recommended "
+            f"for 2 to {RECOMMENDED_MAX_LATENT_DIM}", stacklevel=2)
+    groups = [list(range(len(x)))] if config.scheme == "joint" else [[i] for i in range(len(x))]
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    tasks = [
+        _ChainTask(type(model).__name__, model.config(), state, x.detach(),
+                   _initial_points(model, x, config, chain), groups, config.seed + chain, config)
+        for chain in range(config.num_chains)
+    ]
+    started = time.perf_counter()
+    if _use_processes(config, x):
+        workers = min(config.num_chains, os.cpu_count() or 1)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context(),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            outputs = list(pool.map(_run_chain, tasks))
+    else:
+        outputs = [_run_chain(task) for task in tasks]
+    wall_time = time.perf_counter() - started
+    samples = torch.stack([draws for draws, _ in outputs])
+    stats = torch.stack([s for _, s in outputs])
+    sample_stats = {name: stats[..., i] for i, name in enumerate(STAT_NAMES)}
+    sample_stats["diverging"] = sample_stats["diverging"].bool()
+    for name in ("tree_depth", "num_steps"):
+        sample_stats[name] = sample_stats[name].long()
+    return MCMCResult(samples, sample_stats, config, wall_time,
+                      list(point_index) if point_index is not None else list(range(len(x))))
+
+
+def posterior_moments(result: MCMCResult) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and covariance per point from all chains' draws.
+
+    Returns
+    -------
+    mean : Tensor, shape (num_points, latent_dim)
+    covariance : Tensor, shape (num_points, latent_dim, latent_dim)
+    """
+    draws = result.samples.flatten(0, 1)  # (chains * draws, points, latent)
+    mean = draws.mean(0)
+    centred = draws - mean
+    covariance = torch.einsum("spi,spj->pij", centred, centred) / (draws.shape[0] - 1)
+    return mean, covariance
+
+
+__all__ = ["MCMCResult", "NUTSConfig", "RECOMMENDED_MAX_LATENT_DIM", "SCHEMES", "posterior_moments",
+           "sample_posterior"]
