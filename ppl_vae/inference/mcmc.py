@@ -128,27 +128,33 @@ class MCMCResult:
 
 
 class _RecordingNUTS(NUTS):
-    """Pyro's NUTS, also recording each draw's tree depth, leapfrog steps and acceptance."""
+    """Pyro's NUTS, also recording each draw's tree depth, leapfrog steps and acceptance.
+
+    Every leapfrog step of a NUTS iteration builds one base tree, so counting
+    base trees and summing their acceptance probabilities gives the draw's
+    number of steps and mean acceptance probability, exactly as NUTS computes
+    it for step-size adaptation.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.records: list[tuple[bool, int, int, float, float]] = []
         self._leapfrog_steps = 0
+        self._accept_sum = 0.0
 
     def _build_basetree(self, *args: Any, **kwargs: Any) -> Any:
+        tree = super()._build_basetree(*args, **kwargs)
         self._leapfrog_steps += 1
-        return super()._build_basetree(*args, **kwargs)
+        self._accept_sum += float(tree.sum_accept_probs)
+        return tree
 
     def sample(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        self._leapfrog_steps = 0
-        divergences, mean_accept, t = len(self._divergences), self._mean_accept_prob, self._t
+        self._leapfrog_steps, self._accept_sum = 0, 0.0
+        divergences = len(self._divergences)
         params = super().sample(params)
-        n = self._t - self._warmup_steps if self._t > self._warmup_steps else self._t
-        accept = n * self._mean_accept_prob - (n - 1) * mean_accept if t != self._warmup_steps \
-            else self._mean_accept_prob
         steps = self._leapfrog_steps
         self.records.append((len(self._divergences) > divergences, steps.bit_length(), steps,
-                             float(self.step_size), float(accept)))
+                             float(self.step_size), self._accept_sum / max(steps, 1)))
         return params
 
 

@@ -1,0 +1,118 @@
+"""The comparison of VI against NUTS: rows, gaps, flags, and the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pyro
+import pytest
+import torch
+
+from ppl_vae.cli import main
+from ppl_vae.data import load_dataset
+from ppl_vae.errors import ConfigError
+from ppl_vae.inference.compare import CompareConfig, compare_posteriors, energy_distance
+from ppl_vae.inference.mcmc import NUTSConfig
+from ppl_vae.inference.svi import SVIConfig, evaluation_data, train
+from ppl_vae.models import VAE, LinearGaussian
+
+GAP_Z = 4.0  # gaps may dip below zero by this many standard errors (Monte Carlo noise)
+TINY_NUTS = NUTSConfig(num_samples=200, warmup_steps=150, num_chains=2, parallel=False)
+
+
+@pytest.fixture(scope="module")
+def digits_vae():
+    pyro.set_rng_seed(0)
+    data = load_dataset("digits")
+    vae = VAE(64, 2, hidden_dims=(64,))
+    train(vae, data.train_x, SVIConfig(epochs=10, batch_size=64, learning_rate=3e-3,
+                                       binarize="dynamic"))
+    pyro.clear_param_store()
+    return vae, evaluation_data(data.test_x, "dynamic", 0)[:6]
+
+
+def test_comparison_rows_and_gaps(digits_vae):
+    vae, x = digits_vae
+    config = CompareConfig(elbo_samples=500, iwae_samples=500, nuts=TINY_NUTS, fit_max_steps=600)
+    result = compare_posteriors(vae, x, config)
+    names = [row.name for row in result.rows]
+    assert names == ["nuts", "encoder", "local_gaussian", "flow"]
+    rows = {row.name: row for row in result.rows}
+    for name in ("encoder", "local_gaussian", "flow"):
+        assert rows[name].elbo < rows[name].iwae + GAP_Z * rows[name].iwae_stderr
+        assert rows[name].mean_error_sd >= 0 and rows[name].sd_ratio > 0
+    for gap in result.gaps.values():
+        assert gap["mean"] > -GAP_Z * gap["stderr"] - 1e-3
+    assert rows["local_gaussian"].elbo >= rows["encoder"].elbo - 0.05
+    json.loads(result.to_json())
+    table = result.table()
+    assert "amortization gap" in table and "approximation gap" in table
+
+
+def test_unconverged_nuts_is_flagged(digits_vae):
+    vae, x = digits_vae
+    short = NUTSConfig(num_samples=20, warmup_steps=10, num_chains=2, parallel=False)
+    config = CompareConfig(elbo_samples=50, iwae_samples=50, nuts=short, methods=("encoder",))
+    result = compare_posteriors(vae, x, config)
+    assert not result.converged
+    assert "WARNING: NUTS did not converge" in result.table()
+    assert json.loads(result.to_json())["converged"] is False
+
+
+def test_gaussian_guide_has_no_approximation_gap_on_ppca():
+    torch.manual_seed(0)
+    model = LinearGaussian(5, 2).double()
+    basis, _ = torch.linalg.qr(torch.randn(5, 2, dtype=torch.float64))
+    with torch.no_grad():
+        model.decoder.weight.copy_(basis * torch.tensor([2.0, 0.7], dtype=torch.float64))
+        model.decoder.log_noise_scale.fill_(math.log(0.5))
+    x = model.marginal().sample((5,)).detach()
+    config = CompareConfig(elbo_samples=2000, iwae_samples=2000, nuts=TINY_NUTS,
+                           methods=("encoder", "local_gaussian"), fit_max_steps=3000)
+    result = compare_posteriors(model, x, config)
+    assert abs(result.gaps["approximation"]["mean"]) < 0.01
+
+
+def test_energy_distance_separates_distributions():
+    torch.manual_seed(0)
+    a, b = torch.randn(500, 3, 2), torch.randn(500, 3, 2)
+    shifted = b + torch.tensor([1.0, 0.0])
+    same, different = energy_distance(a, b), energy_distance(a, shifted)
+    assert bool((same.abs() < 0.03).all()) and bool((different > 0.2).all())
+
+
+def test_bad_method_lists():
+    with pytest.raises(ConfigError, match="encoder"):
+        CompareConfig(methods=("flow",))
+    with pytest.raises(ConfigError, match="local_gaussian"):
+        CompareConfig(methods=("encoder", "flow"))
+
+
+def test_cli_compare_end_to_end(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", "digits", "--latent-dim", "2", "--hidden-dims", "32",
+                 "--epochs", "3", "--batch-size", "128", "--out", str(run), "--quiet"]) == 0
+    out = tmp_path / "compare"
+    assert main(["compare", "--checkpoint", str(run), "--num-points", "3", "--out", str(out),
+                 "--num-samples", "60", "--warmup-steps", "40", "--num-chains", "2",
+                 "--elbo-samples", "50", "--iwae-samples", "50", "--fit-max-steps", "200"]) == 0
+    printed = capsys.readouterr()
+    assert "local_gaussian" in printed.out and "WARNING" in printed.err  # 60 draws: flagged
+    for name in ("comparison.json", "comparison.txt", "posteriors.png", "trace.png"):
+        assert (out / name).stat().st_size > 0, name
+    report = json.loads((out / "comparison.json").read_text())
+    assert len(report["point_index"]) == 3 and report["converged"] is False
+
+
+@pytest.mark.slow
+def test_full_size_comparison_on_mnist5k(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--data", "mnist5k", "--latent-dim", "2", "--epochs", "50",
+                 "--out", str(run), "--quiet"]) == 0
+    out = tmp_path / "compare"
+    assert main(["compare", "--checkpoint", str(run), "--num-points", "20", "--out", str(out)]) == 0
+    report = json.loads((out / "comparison.json").read_text())
+    assert report["converged"], report["convergence"]
+    for gap in report["gaps"].values():
+        assert gap["mean"] > -GAP_Z * gap["stderr"]
