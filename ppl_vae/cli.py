@@ -22,7 +22,7 @@ from ppl_vae.data import BINARIZE_MODES, KNOWN_DATASETS, load_dataset
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import ConfigError, PplVaeError
 from ppl_vae.inference.compare import METHODS, CompareConfig, compare_posteriors
-from ppl_vae.inference.diagnostics import plot_trace
+from ppl_vae.inference.diagnostics import plot_pair, plot_trace
 from ppl_vae.inference.likelihood import elbo, iwae
 from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
 from ppl_vae.inference.svi import ELBO_ESTIMATORS, SVIConfig, evaluation_data, train
@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="variational posteriors against NUTS on the same points",
         description="For the first N test points: the encoder's q(z|x), a per-point Gaussian q* "
                     "and a flow posterior, each against NUTS draws of p(z|x). Writes "
-                    "OUT/comparison.json, OUT/comparison.txt, OUT/posteriors.png and "
-                    "OUT/trace.png, and prints the table with the approximation and "
+                    "OUT/comparison.json, OUT/comparison.txt, OUT/posteriors.png, "
+                    "OUT/trace.png and OUT/pair.png, and prints the table with the approximation and "
                     "amortization gaps.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     versus.add_argument("--checkpoint", required=True, help="training output folder or checkpoint.pt")
@@ -277,10 +277,13 @@ def run_compare(args: argparse.Namespace) -> int:
     image_shape = checkpoint["metadata"].get("image_shape")
     plot_posterior_comparison(comparison, model, x, tuple(image_shape) if image_shape else None,
                               out / "posteriors.png")
-    plot_trace(comparison.nuts.to_inference_data(), out / "trace.png")
+    idata = comparison.nuts.to_inference_data()
+    plot_trace(idata, out / "trace.png")
+    if model.latent_dim >= 2:
+        plot_pair(idata, out / "pair.png", point=comparison.point_index[0])
     print(table)
     print(f"wrote {out / 'comparison.json'}, {out / 'comparison.txt'}, {out / 'posteriors.png'}, "
-          f"{out / 'trace.png'}")
+          f"{out / 'trace.png'}" + (f", {out / 'pair.png'}" if model.latent_dim >= 2 else ""))
     if not comparison.converged:
         print("ppl-vae compare: WARNING: NUTS did not converge; see the table's reasons and "
               "raise --warmup-steps / --num-samples", file=sys.stderr)

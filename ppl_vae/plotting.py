@@ -157,9 +157,12 @@ def plot_posterior_comparison(comparison: "Comparison", model: "ProbabilisticMod
 
 
 def _density_contour(axis: "plt.Axes", xs: torch.Tensor, ys: torch.Tensor, color: str) -> None:
-    """Contours of a 2-D histogram of samples, at the levels holding about 39% and 86% of mass."""
-    counts, x_edges, y_edges = np.histogram2d(xs.numpy(), ys.numpy(), bins=40)
-    counts = counts.T
+    """Contours of a smoothed 2-D histogram of samples, at the levels holding about 39% and 86%
+    of the mass (the 1- and 2-sd ellipses of a Gaussian)."""
+    counts, x_edges, y_edges = np.histogram2d(xs.numpy(), ys.numpy(), bins=30)
+    padded = np.pad(counts.T, 1, mode="edge")
+    counts = sum(padded[1 + di:padded.shape[0] - 1 + di, 1 + dj:padded.shape[1] - 1 + dj]
+                 for di in (-1, 0, 1) for dj in (-1, 0, 1)) / 9.0  # 3x3 box smoothing
     ordered = np.sort(counts.ravel())[::-1]
     cumulative = np.cumsum(ordered) / ordered.sum()
     levels = sorted({float(ordered[np.searchsorted(cumulative, q)]) for q in (0.86, 0.39)})

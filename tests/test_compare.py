@@ -99,7 +99,7 @@ def test_cli_compare_end_to_end(tmp_path, capsys):
                  "--elbo-samples", "50", "--iwae-samples", "50", "--fit-max-steps", "200"]) == 0
     printed = capsys.readouterr()
     assert "local_gaussian" in printed.out and "WARNING" in printed.err  # 60 draws: flagged
-    for name in ("comparison.json", "comparison.txt", "posteriors.png", "trace.png"):
+    for name in ("comparison.json", "comparison.txt", "posteriors.png", "trace.png", "pair.png"):
         assert (out / name).stat().st_size > 0, name
     report = json.loads((out / "comparison.json").read_text())
     assert len(report["point_index"]) == 3 and report["converged"] is False
