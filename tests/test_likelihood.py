@@ -70,3 +70,20 @@ def test_naive_prior_estimate_of_p_x_is_unbiased_but_log_p_x_is_not():
     # Jensen: the log of an unbiased estimate is biased low.
     assert float(estimates.mean()) < exact
     assert float(p_hat.std()) > 0.1, "the naive estimator's spread is what makes it fail"
+
+
+def test_elbo_terms_add_up_and_the_kl_matches_its_closed_form(ppca):
+    model, x = ppca
+    x = x[:10]
+    with torch.no_grad():
+        model.encoder.bias.add_(0.3)
+    terms = likelihood.elbo_terms(model, x, 4000)
+    loc, scale_tril = model.encoder(x)
+    posterior = torch.distributions.MultivariateNormal(loc, scale_tril=scale_tril)
+    prior = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=x.dtype), torch.eye(2, dtype=x.dtype))
+    exact_kl = torch.distributions.kl_divergence(posterior, prior).detach()
+    assert bool(((terms["kl"].per_point - exact_kl).abs() < MC_Z * terms["kl"].stderr).all())
+    total = likelihood.elbo(model, x, 4000)
+    difference = terms["reconstruction"].mean - terms["kl"].mean - total.mean
+    assert abs(difference) < MC_Z * math.hypot(total.mean_stderr, terms["kl"].mean_stderr,
+                                                terms["reconstruction"].mean_stderr)

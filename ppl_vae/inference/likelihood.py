@@ -80,6 +80,42 @@ def log_joint(model: ProbabilisticModel, x: torch.Tensor, z: torch.Tensor) -> to
     return log_prior + model.decode(z).log_prob(x)
 
 
+def log_density_terms(model: Callable[..., None], guide: Callable[..., None], x: torch.Tensor,
+                      num_samples: int) -> dict[str, torch.Tensor]:
+    """Each sample site's share of ``log p(x, z_k) - log q(z_k | x)``, with ``z_k ~ q(z | x)``.
+
+    An observed site contributes ``log p(x | z_k)``; a latent site contributes
+    ``log p(z_k) - log q(z_k | x)``, whose negative mean is a Monte Carlo KL.
+
+    Parameters
+    ----------
+    model, guide : callable
+        Pyro programs taking ``x``; sites inside a ``"data"`` plate over ``x``.
+    x : Tensor, shape (batch, data_dim)
+    num_samples : int
+        Number of samples K drawn in one vectorized pass.
+
+    Returns
+    -------
+    dict of str to Tensor, each shape (num_samples, batch)
+        Keyed by site name (``"x"`` and ``"z"`` for ppl_vae models).
+    """
+    with torch.no_grad():
+        with pyro.plate("particles", num_samples, dim=-2):
+            guide_trace = poutine.trace(guide).get_trace(x)
+            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
+        terms: dict[str, torch.Tensor] = {}
+        for name, site in model_trace.nodes.items():
+            if site["type"] != "sample" or _is_subsample(site):
+                continue
+            term = site["fn"].log_prob(site["value"])
+            if not site["is_observed"]:
+                guide_site = guide_trace.nodes[name]
+                term = term - guide_site["fn"].log_prob(guide_site["value"])
+            terms[name] = term.expand(num_samples, x.shape[0])
+    return terms
+
+
 def log_importance_weights(
     model: Callable[..., None], guide: Callable[..., None], x: torch.Tensor, num_samples: int
 ) -> torch.Tensor:
@@ -97,18 +133,7 @@ def log_importance_weights(
     -------
     Tensor, shape (num_samples, batch)
     """
-    with torch.no_grad():
-        with pyro.plate("particles", num_samples, dim=-2):
-            guide_trace = poutine.trace(guide).get_trace(x)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-        log_weight = x.new_zeros(num_samples, x.shape[0])
-        for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-            for site in trace.nodes.values():
-                if site["type"] == "sample" and not _is_subsample(site):
-                    if trace is guide_trace and site["is_observed"]:
-                        continue
-                    log_weight = log_weight + sign * site["fn"].log_prob(site["value"])
-    return log_weight
+    return sum(log_density_terms(model, guide, x, num_samples).values())
 
 
 def _is_subsample(site: dict) -> bool:
@@ -181,6 +206,37 @@ def elbo(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1,
     Estimate
     """
     return _estimate(model, x, num_samples, _elbo_reduce, guide)
+
+
+def elbo_terms(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1) -> dict[str, Estimate]:
+    """The ELBO's two terms per data point: reconstruction E_q[log p(x | z)] and KL(q(z | x) || p(z)).
+
+    The KL is the Monte Carlo average of ``log q(z | x) - log p(z)``, so the
+    ELBO is ``reconstruction - kl`` for the same draws.
+
+    Parameters
+    ----------
+    model : ProbabilisticModel
+    x : Tensor, shape (num_points, data_dim)
+    num_samples : int
+        Samples K per point.
+
+    Returns
+    -------
+    dict with keys ``"reconstruction"`` and ``"kl"``, each an Estimate
+    """
+    check_positive_int(num_samples, "num_samples")
+    parts: dict[str, list] = {"reconstruction": [], "kl": []}
+    for rows, pieces in _chunks(model, x, num_samples):
+        terms = [log_density_terms(model.model, model.guide, x[rows], k) for k in pieces]
+        parts["reconstruction"].append(torch.cat([t["x"] for t in terms]))
+        parts["kl"].append(-torch.cat([t["z"] for t in terms]))
+    estimates = {}
+    for name, chunks in parts.items():
+        reduced = [_elbo_reduce(chunk) for chunk in chunks]
+        estimates[name] = Estimate(torch.cat([v for v, _ in reduced]),
+                                   torch.cat([e for _, e in reduced]), num_samples)
+    return estimates
 
 
 def iwae(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1000,

@@ -33,7 +33,7 @@ from ppl_vae.checkpoint import (
 )
 from ppl_vae.data import binarize, check_binarize_mode
 from ppl_vae.errors import ConfigError, TrainingDivergedError
-from ppl_vae.inference.likelihood import elbo as estimate_elbo
+from ppl_vae.inference.likelihood import elbo_terms
 from ppl_vae.models.base import ProbabilisticModel, check_batch, check_values
 
 #: ELBO estimators by name: ``trace`` estimates the KL term by Monte Carlo,
@@ -119,9 +119,11 @@ class TrainResult:
     Attributes
     ----------
     history : list of dict
-        One record per epoch: ``epoch``, ``train_elbo`` and ``test_elbo`` (per
-        data point, nats), ``beta``, ``wall_time`` (seconds since the start,
-        summed over resumed runs).
+        One record per epoch: ``epoch``, ``train_elbo`` (per data point, nats,
+        with the KL weighted by ``beta``), ``beta``, and with test data
+        ``test_elbo`` with its two terms ``test_reconstruction`` (E_q log p(x|z))
+        and ``test_kl`` (KL(q(z|x) || p(z))), and ``wall_time`` (seconds since
+        the start, summed over resumed runs).
     checkpoint_path : Path or None
         The last checkpoint written, when an output folder was given.
     checkpoint_epoch : int
@@ -329,11 +331,14 @@ def train(
             }
             if test_x is not None:
                 model.eval()
-                test_elbo = estimate_elbo(model, test_eval, config.eval_num_samples).mean
+                terms = elbo_terms(model, test_eval, config.eval_num_samples)
                 model.train()
+                reconstruction, kl = terms["reconstruction"].mean, terms["kl"].mean
+                test_elbo = reconstruction - kl
                 if not math.isfinite(test_elbo):
                     _diverged(epoch, step, config, result)
-                record["test_elbo"] = test_elbo
+                record |= {"test_elbo": test_elbo, "test_reconstruction": reconstruction,
+                           "test_kl": kl}
                 bar.set_postfix(elbo=f"{record['train_elbo']:.2f}", test=f"{test_elbo:.2f}")
             record["wall_time"] = time.perf_counter() - started
             result.history.append(record)
