@@ -10,7 +10,7 @@ from ppl_vae.data import Dataset, load_dataset
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import CheckpointError, ConfigError, DataError, PplVaeError, TrainingDivergedError
 from ppl_vae.inference import SVIConfig, TrainResult, elbo, iwae, train
-from ppl_vae.models import VAE, LinearGaussian, build_model
+from ppl_vae.models import VAE, GaussianMixture, LinearGaussian, build_model
 
 __version__ = "0.1.0"
 
@@ -20,6 +20,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "Dataset",
+    "GaussianMixture",
     "LinearGaussian",
     "PplVaeError",
     "SVIConfig",

@@ -17,6 +17,22 @@ def fresh_pyro_state():
     pyro.clear_param_store()
 
 
+@pytest.fixture(scope="session")
+def digits_vae():
+    """A small VAE (latent_dim 2) trained briefly on the 8x8 digits, and its binarized test set."""
+    from ppl_vae.data import load_dataset
+    from ppl_vae.inference.svi import SVIConfig, evaluation_data, train
+    from ppl_vae.models import VAE
+
+    pyro.set_rng_seed(0)
+    data = load_dataset("digits")
+    vae = VAE(64, 2, hidden_dims=(64,))
+    train(vae, data.train_x, SVIConfig(epochs=15, batch_size=64, learning_rate=3e-3,
+                                       binarize="dynamic"))
+    pyro.clear_param_store()
+    return vae, evaluation_data(data.test_x, "dynamic", 0)
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -21,19 +21,9 @@ GAP_Z = 4.0  # gaps may dip below zero by this many standard errors (Monte Carlo
 TINY_NUTS = NUTSConfig(num_samples=200, warmup_steps=150, num_chains=2, parallel=False)
 
 
-@pytest.fixture(scope="module")
-def digits_vae():
-    pyro.set_rng_seed(0)
-    data = load_dataset("digits")
-    vae = VAE(64, 2, hidden_dims=(64,))
-    train(vae, data.train_x, SVIConfig(epochs=10, batch_size=64, learning_rate=3e-3,
-                                       binarize="dynamic"))
-    pyro.clear_param_store()
-    return vae, evaluation_data(data.test_x, "dynamic", 0)[:6]
-
-
 def test_comparison_rows_and_gaps(digits_vae):
     vae, x = digits_vae
+    x = x[:6]
     config = CompareConfig(elbo_samples=500, iwae_samples=500, nuts=TINY_NUTS, fit_max_steps=600)
     result = compare_posteriors(vae, x, config)
     names = [row.name for row in result.rows]
@@ -52,6 +42,7 @@ def test_comparison_rows_and_gaps(digits_vae):
 
 def test_unconverged_nuts_is_flagged(digits_vae):
     vae, x = digits_vae
+    x = x[:6]
     short = NUTSConfig(num_samples=20, warmup_steps=10, num_chains=2, parallel=False)
     config = CompareConfig(elbo_samples=50, iwae_samples=50, nuts=short, methods=("encoder",))
     result = compare_posteriors(vae, x, config)

@@ -18,17 +18,6 @@ from ppl_vae.models import VAE, LinearGaussian
 MC_Z = 4.0  # allowed deviation in Monte Carlo standard errors
 
 
-@pytest.fixture(scope="module")
-def digits_vae():
-    pyro.set_rng_seed(0)
-    data = load_dataset("digits")
-    vae = VAE(64, 2, hidden_dims=(64,))
-    train(vae, data.train_x, SVIConfig(epochs=15, batch_size=64, learning_rate=3e-3,
-                                       binarize="dynamic"))
-    pyro.clear_param_store()
-    return vae, evaluation_data(data.test_x, "dynamic", 0)[:12]
-
-
 def diagonal_ppca() -> tuple[LinearGaussian, torch.Tensor]:
     """pPCA with orthogonal weight columns: its exact posterior is a diagonal Gaussian."""
     torch.manual_seed(0)
@@ -58,6 +47,7 @@ def test_local_gaussian_finds_the_exact_diagonal_posterior():
 
 def test_q_star_is_never_worse_than_the_encoder(digits_vae):
     vae, x = digits_vae
+    x = x[:12]
     fit = fit_local_gaussian(vae, x, max_steps=3000)
     encoder = elbo(vae, x, 3000)
     q_star = elbo(vae, x, 3000, guide=fit.posterior)
@@ -69,6 +59,7 @@ def test_q_star_is_never_worse_than_the_encoder(digits_vae):
 
 def test_flow_posterior_is_at_least_as_good_as_its_start(digits_vae):
     vae, x = digits_vae
+    x = x[:12]
     start = fit_local_gaussian(vae, x, max_steps=2000).posterior
     flow = fit_flow_posterior(vae, x, start=start, max_steps=600, num_particles=8).posterior
     base = elbo(vae, x, 3000, guide=start)
@@ -78,6 +69,7 @@ def test_flow_posterior_is_at_least_as_good_as_its_start(digits_vae):
 
 def test_fits_leave_the_model_and_param_store_alone(digits_vae):
     vae, x = digits_vae
+    x = x[:12]
     before = {k: v.clone() for k, v in vae.state_dict().items()}
     fit_local_gaussian(vae, x, max_steps=100)
     assert all(torch.equal(before[k], v) for k, v in vae.state_dict().items())
@@ -86,6 +78,7 @@ def test_fits_leave_the_model_and_param_store_alone(digits_vae):
 
 def test_point_guides_refuse_other_points(digits_vae):
     vae, x = digits_vae
+    x = x[:12]
     q = fit_local_gaussian(vae, x, max_steps=100).posterior
     with pytest.raises(DataError, match="fitted to 12 points"):
         q.guide(x[:5])

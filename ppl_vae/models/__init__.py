@@ -7,12 +7,14 @@ from typing import Any
 from ppl_vae.errors import CheckpointError
 from ppl_vae.models.base import LIKELIHOODS, ProbabilisticModel
 from ppl_vae.models.linear_gaussian import LinearGaussian
+from ppl_vae.models.mixture import GaussianMixture
 from ppl_vae.models.vae import VAE
 
 #: Model classes a checkpoint can name.
 MODEL_CLASSES: dict[str, type[ProbabilisticModel]] = {
     "VAE": VAE,
     "LinearGaussian": LinearGaussian,
+    "GaussianMixture": GaussianMixture,
 }
 
 
@@ -31,4 +33,5 @@ def build_model(model_class: str, config: dict[str, Any]) -> ProbabilisticModel:
         ) from None
 
 
-__all__ = ["LIKELIHOODS", "MODEL_CLASSES", "LinearGaussian", "ProbabilisticModel", "VAE", "build_model"]
+__all__ = ["LIKELIHOODS", "MODEL_CLASSES", "GaussianMixture", "LinearGaussian", "ProbabilisticModel",
+           "VAE", "build_model"]

@@ -12,6 +12,7 @@ import contextlib
 from typing import Any
 
 import pyro
+import pyro.distributions
 import torch
 from torch import nn
 
@@ -131,6 +132,8 @@ class ProbabilisticModel(nn.Module):
     pyro_name: str
     data_dim: int
     latent_dim: int
+    #: "real" for a continuous latent z, "discrete" for a component index.
+    latent_support: str = "real"
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments as plain types, stored in checkpoints."""
@@ -187,3 +190,35 @@ class ProbabilisticModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+
+class GaussianLatentModel(ProbabilisticModel):
+    """A model with prior z ~ N(0, I_latent) and likelihood ``decode(z)``: the shared Pyro model."""
+
+    def generative_modules(self) -> dict[str, nn.Module]:
+        """The modules whose parameters belong to p(x | z), by registry suffix."""
+        return {"decoder": self.decoder}
+
+    def model(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
+        """Generative model p(z) p(x | z) with ``x`` observed.
+
+        Parameters
+        ----------
+        x : Tensor, shape (batch, data_dim)
+            Observed data.
+        num_data : int, optional
+            Size of the full data set when ``x`` is a minibatch; scales the
+            log-density by ``num_data / batch``.
+        beta : float
+            Weight of the latent site (1 gives the ELBO; <1 during KL warm-up).
+        """
+        check_batch(x, self.data_dim, f"{type(self).__name__}.model")
+        for suffix, module in self.generative_modules().items():
+            self._register(suffix, module)
+        with data_plate(x, num_data):
+            prior = pyro.distributions.Normal(
+                x.new_zeros(x.shape[0], self.latent_dim), x.new_ones(())
+            ).to_event(1)
+            with latent_scale(beta):
+                z = pyro.sample("z", prior)
+            pyro.sample("x", self.decode(z), obs=x)

@@ -25,7 +25,7 @@ from torch import nn
 
 from ppl_vae.errors import DataError
 from ppl_vae.models.base import (
-    ProbabilisticModel,
+    GaussianLatentModel,
     check_batch,
     check_positive_int,
     check_values,
@@ -64,7 +64,7 @@ class LinearEncoder(nn.Module):
         return x @ self.weight.T + self.bias, self.scale_tril()
 
 
-class LinearGaussian(ProbabilisticModel):
+class LinearGaussian(GaussianLatentModel):
     """Probabilistic PCA with an exact posterior and an exact marginal likelihood.
 
     Parameters
@@ -105,19 +105,7 @@ class LinearGaussian(ProbabilisticModel):
         """Observation noise standard deviation sigma (scalar tensor)."""
         return self.decoder.log_noise_scale.exp()
 
-    # ----- the two Pyro programs -------------------------------------------------
-
-    def model(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
-        """p(z) p(x | z) with ``x`` of shape (batch, data_dim) observed; see :meth:`VAE.model`."""
-        check_batch(x, self.data_dim, "LinearGaussian.model")
-        self._register("decoder", self.decoder)
-        with data_plate(x, num_data):
-            prior = dist.Normal(
-                x.new_zeros(x.shape[0], self.latent_dim), x.new_ones(())
-            ).to_event(1)
-            with latent_scale(beta):
-                z = pyro.sample("z", prior)
-            pyro.sample("x", self.decode(z), obs=x)
+    # ----- the guide (the model is GaussianLatentModel.model) -----------------------
 
     def guide(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
         """q(z | x) = N(A x + b, S S^T), a family that contains the exact posterior."""

@@ -25,7 +25,7 @@ from torch import nn
 from ppl_vae.errors import ConfigError
 from ppl_vae.models.base import (
     LIKELIHOODS,
-    ProbabilisticModel,
+    GaussianLatentModel,
     check_batch,
     check_positive_int,
     data_plate,
@@ -49,7 +49,7 @@ class GaussianObservation(nn.Module):
         return self.log_scale.exp()
 
 
-class VAE(ProbabilisticModel):
+class VAE(GaussianLatentModel):
     """A variational autoencoder with Gaussian prior and amortized Gaussian posterior.
 
     Parameters
@@ -126,32 +126,13 @@ class VAE(ProbabilisticModel):
             **self._observation_config,
         }
 
-    # ----- the two Pyro programs -------------------------------------------------
+    # ----- the Pyro programs (model: GaussianLatentModel.model) ---------------------
 
-    def model(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
-        """Generative model p(z) p(x | z) with ``x`` observed.
-
-        Parameters
-        ----------
-        x : Tensor, shape (batch, data_dim)
-            Observed data.
-        num_data : int, optional
-            Size of the full data set when ``x`` is a minibatch; scales the
-            log-density by ``num_data / batch``.
-        beta : float
-            Weight of the latent site (1 gives the ELBO; <1 during KL warm-up).
-        """
-        check_batch(x, self.data_dim, "VAE.model")
-        self._register("decoder", self.decoder)
+    def generative_modules(self) -> dict[str, nn.Module]:
+        modules: dict[str, nn.Module] = {"decoder": self.decoder}
         if self.likelihood == "gaussian":
-            self._register("observation", self.observation)
-        with data_plate(x, num_data):
-            prior = dist.Normal(
-                x.new_zeros(x.shape[0], self.latent_dim), x.new_ones(())
-            ).to_event(1)
-            with latent_scale(beta):
-                z = pyro.sample("z", prior)
-            pyro.sample("x", self.decode(z), obs=x)
+            modules["observation"] = self.observation
+        return modules
 
     def guide(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
         """Amortized posterior q(z | x) = N(mu(x), diag sigma(x)^2); same arguments as :meth:`model`."""
