@@ -147,7 +147,8 @@ class Comparison:
             lines.append(f"{name} gap: {gap['mean']:.3f} ± {gap['stderr']:.3f} nats")
         lines.append(f"log p(x) estimated by the IWAE bound of: {self.log_px_method}")
         if not self.converged:
-            lines.append("WARNING: NUTS did not converge; distances and gaps are not trustworthy:")
+            lines.append("WARNING: NUTS did not converge; the distances to its draws are not "
+                         "trustworthy:")
             lines.extend(f"  {reason}" for reason in self.convergence.reasons)
         return "\n".join(lines)
 
