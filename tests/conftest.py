@@ -17,6 +17,24 @@ def fresh_pyro_state():
     pyro.clear_param_store()
 
 
+@pytest.fixture
+def diagonal_ppca():
+    """pPCA with orthogonal weight columns (its exact posterior is a diagonal Gaussian),
+    an encoder that is off on purpose, and 6 points drawn from it, in float64."""
+    import math
+
+    from ppl_vae.models import LinearGaussian
+
+    torch.manual_seed(0)
+    model = LinearGaussian(5, 2).double()
+    basis, _ = torch.linalg.qr(torch.randn(5, 2, dtype=torch.float64))
+    with torch.no_grad():
+        model.decoder.weight.copy_(basis * torch.tensor([2.0, 0.7], dtype=torch.float64))
+        model.decoder.log_noise_scale.fill_(math.log(0.5))
+        model.encoder.bias.fill_(0.5)
+    return model, model.marginal().sample((6,)).detach()
+
+
 @pytest.fixture(scope="session")
 def digits_vae():
     """A small VAE (latent_dim 2) trained briefly on the 8x8 digits, and its binarized test set."""

@@ -8,30 +8,15 @@ import pyro
 import pytest
 import torch
 
-from ppl_vae.data import load_dataset
 from ppl_vae.errors import DataError
 from ppl_vae.inference.likelihood import elbo
 from ppl_vae.inference.posteriors import fit_flow_posterior, fit_local_gaussian
-from ppl_vae.inference.svi import SVIConfig, evaluation_data, train
-from ppl_vae.models import VAE, LinearGaussian
 
 MC_Z = 4.0  # allowed deviation in Monte Carlo standard errors
 
 
-def diagonal_ppca() -> tuple[LinearGaussian, torch.Tensor]:
-    """pPCA with orthogonal weight columns: its exact posterior is a diagonal Gaussian."""
-    torch.manual_seed(0)
-    model = LinearGaussian(5, 2).double()
-    basis, _ = torch.linalg.qr(torch.randn(5, 2, dtype=torch.float64))
-    with torch.no_grad():
-        model.decoder.weight.copy_(basis * torch.tensor([2.0, 0.7], dtype=torch.float64))
-        model.decoder.log_noise_scale.fill_(math.log(0.5))
-        model.encoder.bias.fill_(0.5)  # an encoder that is off on purpose
-    return model, model.marginal().sample((6,)).detach()
-
-
-def test_local_gaussian_finds_the_exact_diagonal_posterior():
-    model, x = diagonal_ppca()
+def test_local_gaussian_finds_the_exact_diagonal_posterior(diagonal_ppca):
+    model, x = diagonal_ppca
     fit = fit_local_gaussian(model, x, max_steps=4000, learning_rate=0.02)
     exact = model.posterior(x)
     exact_sd = exact.covariance_matrix.diagonal(dim1=-2, dim2=-1).sqrt().detach()
