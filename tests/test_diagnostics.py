@@ -164,7 +164,7 @@ def test_table_and_json():
 def test_plots_written_as_png(tmp_path):
     idata = to_inference_data(iid_draws(shape=(2, 100, 6, 2)), point_index=range(10, 16))
     plot_trace(idata, tmp_path / "trace.png", max_points=2)
-    plot_trace(idata, tmp_path / "trace_some.png", points=[15, 11])
+    plot_trace(idata, tmp_path / "trace_some.png", points=[15, 11, 15])  # a repeat is drawn once
     plot_pair(idata, tmp_path / "pair.png", point=13)
     for name in ("trace.png", "trace_some.png", "pair.png"):
         data = (tmp_path / name).read_bytes()

@@ -296,7 +296,7 @@ def _check_points(idata: az.InferenceData, points: Sequence[int]) -> list[int]:
     unknown = [p for p in points if p not in labels]
     if unknown:
         raise DataError(f"points {unknown} are not in the posterior; choose from {labels}")
-    return list(points)
+    return list(dict.fromkeys(points))  # each point once, in the order given
 
 
 def plot_trace(idata: az.InferenceData, path: str | os.PathLike,
