@@ -23,6 +23,7 @@ import pyro
 import torch
 from pyro import poutine
 
+from ppl_vae.inference.streaming import RunningLogMeanExp, RunningMean
 from ppl_vae.models.base import ProbabilisticModel, check_positive_int
 
 #: Largest number of decoder outputs (particles x points x data_dim) held at once.
@@ -152,38 +153,28 @@ def _chunks(model: ProbabilisticModel, x: torch.Tensor, num_samples: int):
         )
 
 
-def _estimate(model: ProbabilisticModel, x: torch.Tensor, num_samples: int, reduce: Callable,
+def _row_guide(model: ProbabilisticModel, guide: Callable[..., None] | None,
+               rows: slice) -> Callable[..., None]:
+    if guide is None:
+        return model.guide
+    restrict = getattr(guide, "restrict", None)
+    return restrict(rows) if restrict is not None else guide
+
+
+def _estimate(model: ProbabilisticModel, x: torch.Tensor, num_samples: int,
+              accumulator: type[RunningMean | RunningLogMeanExp],
               guide: Callable[..., None] | None = None) -> Estimate:
     check_positive_int(num_samples, "num_samples")
     values, errors = [], []
     for rows, pieces in _chunks(model, x, num_samples):
-        if guide is None:
-            row_guide = model.guide
-        else:
-            restrict = getattr(guide, "restrict", None)
-            row_guide = restrict(rows) if restrict is not None else guide
-        log_weights = torch.cat(
-            [log_importance_weights(model.model, row_guide, x[rows], k) for k in pieces]
-        )
-        value, error = reduce(log_weights)
+        row_guide = _row_guide(model, guide, rows)
+        running = accumulator()
+        for k in pieces:
+            running.update(log_importance_weights(model.model, row_guide, x[rows], k))
+        value, error = running.result(x.dtype)
         values.append(value)
         errors.append(error)
     return Estimate(torch.cat(values), torch.cat(errors), num_samples)
-
-
-def _elbo_reduce(log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    num_samples = log_weights.shape[0]
-    spread = log_weights.std(0) if num_samples > 1 else torch.full_like(log_weights[0], math.nan)
-    return log_weights.mean(0), spread / math.sqrt(num_samples)
-
-
-def _iwae_reduce(log_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    num_samples = log_weights.shape[0]
-    estimate = torch.logsumexp(log_weights, 0) - math.log(num_samples)
-    # Delta method: se(log mean w) = sd(w) / (sqrt(K) mean w), in a stable form.
-    relative = (log_weights - estimate).exp()
-    spread = relative.std(0) if num_samples > 1 else torch.full_like(estimate, math.nan)
-    return estimate, spread / math.sqrt(num_samples)
 
 
 def elbo(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1,
@@ -205,7 +196,7 @@ def elbo(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1,
     -------
     Estimate
     """
-    return _estimate(model, x, num_samples, _elbo_reduce, guide)
+    return _estimate(model, x, num_samples, RunningMean, guide)
 
 
 def elbo_terms(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1) -> dict[str, Estimate]:
@@ -228,15 +219,16 @@ def elbo_terms(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1)
     check_positive_int(num_samples, "num_samples")
     parts: dict[str, list] = {"reconstruction": [], "kl": []}
     for rows, pieces in _chunks(model, x, num_samples):
-        terms = [log_density_terms(model.model, model.guide, x[rows], k) for k in pieces]
-        parts["reconstruction"].append(torch.cat([t["x"] for t in terms]))
-        parts["kl"].append(-torch.cat([t["z"] for t in terms]))
-    estimates = {}
-    for name, chunks in parts.items():
-        reduced = [_elbo_reduce(chunk) for chunk in chunks]
-        estimates[name] = Estimate(torch.cat([v for v, _ in reduced]),
-                                   torch.cat([e for _, e in reduced]), num_samples)
-    return estimates
+        running = {"reconstruction": RunningMean(), "kl": RunningMean()}
+        for k in pieces:
+            terms = log_density_terms(model.model, model.guide, x[rows], k)
+            running["reconstruction"].update(terms["x"])
+            running["kl"].update(-terms["z"])
+        for name, accumulator in running.items():
+            parts[name].append(accumulator.result(x.dtype))
+    return {name: Estimate(torch.cat([v for v, _ in chunks]), torch.cat([e for _, e in chunks]),
+                           num_samples)
+            for name, chunks in parts.items()}
 
 
 def iwae(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1000,
@@ -259,7 +251,7 @@ def iwae(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1000,
     -------
     Estimate
     """
-    return _estimate(model, x, num_samples, _iwae_reduce, guide)
+    return _estimate(model, x, num_samples, RunningLogMeanExp, guide)
 
 
 def naive_prior(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1000) -> Estimate:
@@ -287,12 +279,11 @@ def naive_prior(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1
     with torch.no_grad():
         for rows, pieces in _chunks(model, x, num_samples):
             batch = x[rows]
-            log_likelihoods = torch.cat([
-                model.decode(torch.randn(k, batch.shape[0], model.latent_dim, dtype=x.dtype,
-                                         device=x.device)).log_prob(batch)
-                for k in pieces
-            ])
-            value, error = _iwae_reduce(log_likelihoods)
+            running = RunningLogMeanExp()
+            for k in pieces:
+                z = torch.randn(k, batch.shape[0], model.latent_dim, dtype=x.dtype, device=x.device)
+                running.update(model.decode(z).log_prob(batch))
+            value, error = running.result(x.dtype)
             values.append(value)
             errors.append(error)
     return Estimate(torch.cat(values), torch.cat(errors), num_samples)
