@@ -1,7 +1,9 @@
 """The ``ppl-vae`` command: argparse to configs to library calls, nothing more.
 
 Every failure the library foresees is a :class:`~ppl_vae.errors.PplVaeError`;
-the command prints its one-line message and exits with status 2.
+the command prints its one-line message and exits with status 2. A training
+run stopped by SIGINT or SIGTERM saves a checkpoint, says how to resume and
+exits with 128 + the signal's number (130, 143).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 from ppl_vae.checkpoint import atomic_write, atomic_write_text, load_checkpoint
 from ppl_vae.data import BINARIZE_MODES, KNOWN_DATASETS, load_dataset
 from ppl_vae.devices import resolve_device
-from ppl_vae.errors import ConfigError, PplVaeError
+from ppl_vae.errors import ConfigError, PplVaeError, TrainingInterrupted
 from ppl_vae.inference.compare import METHODS, CompareConfig, compare_posteriors
 from ppl_vae.inference.diagnostics import plot_pair, plot_trace
 from ppl_vae.inference.likelihood import elbo, iwae
@@ -302,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PplVaeError as error:
         print(f"ppl-vae {args.command}: error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    except TrainingInterrupted as interruption:
+        print(f"ppl-vae {args.command}: {interruption}", file=sys.stderr)
+        return 128 + interruption.signal_number
     except KeyboardInterrupt:
         print(f"ppl-vae {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -26,3 +26,20 @@ class CheckpointError(PplVaeError):
 
 class TrainingDivergedError(PplVaeError):
     """The training loss or its gradient became non-finite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on SIGINT or SIGTERM, after saving a checkpoint where it could.
+
+    A ``KeyboardInterrupt``, so code that stops on Ctrl-C still stops; the
+    message says what was saved and how to resume.
+
+    Attributes
+    ----------
+    signal_number : int
+        The signal that stopped training.
+    """
+
+    def __init__(self, message: str, signal_number: int) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number

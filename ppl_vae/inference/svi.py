@@ -10,11 +10,17 @@ atomically, so ``resume=True`` continues bit for bit where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +38,7 @@ from ppl_vae.checkpoint import (
     save_checkpoint,
 )
 from ppl_vae.data import binarize, check_binarize_mode
-from ppl_vae.errors import ConfigError, TrainingDivergedError
+from ppl_vae.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingInterrupted
 from ppl_vae.inference.likelihood import elbo_terms
 from ppl_vae.models.base import ProbabilisticModel, check_batch, check_values
 
@@ -186,10 +192,30 @@ def _write_metrics(out_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(out_dir / METRICS_NAME, "".join(json.dumps(r) + "\n" for r in history))
 
 
-def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not os.access(out_dir, os.W_OK):
-        raise ConfigError(f"cannot write to {out_dir}; choose a writable --out folder")
+def _checkpoint_bytes(model: ProbabilisticModel) -> int:
+    """About how large a checkpoint is: the parameters and Adam's two moments, plus 1 MiB."""
+    return 3 * sum(p.numel() * p.element_size() for p in model.parameters()) + 2**20
+
+
+def _prepare_out_dir(out_dir: Path, model: ProbabilisticModel, resume: bool, overwrite: bool) -> None:
+    """Check, before any training, that checkpoints can be written to ``out_dir``."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".write-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write to {out_dir} ({error.strerror}); choose a writable --out folder"
+        ) from None
+    # The new checkpoint is written beside the old one before it replaces it.
+    needed = 2 * _checkpoint_bytes(model)
+    free = shutil.disk_usage(out_dir).free
+    if free < needed:
+        raise ConfigError(
+            f"only {free / 2**20:.1f} MiB free in {out_dir}, and checkpoints of this model need "
+            f"about {needed / 2**20:.1f} MiB; free some space or choose another --out folder"
+        )
     exists = (out_dir / CHECKPOINT_NAME).exists()
     if exists and not (resume or overwrite):
         raise ConfigError(
@@ -198,6 +224,39 @@ def _prepare_out_dir(out_dir: Path, resume: bool, overwrite: bool) -> None:
         )
     if resume and not exists:
         raise ConfigError(f"nothing to resume: {out_dir} holds no {CHECKPOINT_NAME}")
+    for name in (CHECKPOINT_NAME, METRICS_NAME):  # temporary files a killed run left behind
+        for stale in out_dir.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _deferred_signals() -> Iterator[list[int]]:
+    """Turn SIGINT and SIGTERM into a flag the loop checks after each step.
+
+    A second signal stops at once (``KeyboardInterrupt``). Outside the main
+    thread signals cannot be caught, and the flag stays empty.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signal_number: int, frame: Any) -> None:
+        if received:
+            raise KeyboardInterrupt
+        received.append(signal_number)
+
+    previous = {number: signal.signal(number, handler) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield received
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
+def _parameters_finite(model: ProbabilisticModel) -> bool:
+    """One host sync: NaN or inf in any parameter makes the sum of their sums non-finite."""
+    return bool(torch.isfinite(torch.stack([p.detach().sum() for p in model.parameters()]).sum()))
 
 
 def train(
@@ -251,7 +310,9 @@ def train(
         test_eval = evaluation_data(test_x, config.binarize, config.seed)
     out_path = Path(out_dir) if out_dir is not None else None
     if out_path is not None:
-        _prepare_out_dir(out_path, resume, overwrite)
+        _prepare_out_dir(out_path, model, resume, overwrite)
+    elif resume:
+        raise ConfigError("resume=True needs the out_dir that holds the checkpoint")
     if progress is None:
         progress = sys.stderr.isatty()
 
@@ -264,7 +325,7 @@ def train(
     num_train = train_x.shape[0]
     steps_per_epoch = math.ceil(num_train / config.batch_size)
     result = TrainResult()
-    start_epoch, elapsed = 0, 0.0
+    start_epoch, elapsed, partial = 0, 0.0, None
     if resume:
         checkpoint = load_checkpoint(out_path / CHECKPOINT_NAME, map_location=model.device)
         check_same_config(model.config(), checkpoint["model_config"], "model configuration")
@@ -275,7 +336,8 @@ def train(
         _set_rng_state(checkpoint["rng_state"])
         start_epoch = checkpoint["epoch"]
         result.history = list(checkpoint["history"])
-        elapsed = result.history[-1]["wall_time"] if result.history else 0.0
+        elapsed = checkpoint.get("elapsed", result.history[-1]["wall_time"] if result.history else 0.0)
+        partial = checkpoint.get("partial_epoch")
         result.checkpoint_path = out_path / CHECKPOINT_NAME
         result.checkpoint_epoch = start_epoch
 
@@ -284,8 +346,9 @@ def train(
         generator = torch.Generator(device=train_x.device).manual_seed(config.seed)
         train_data = binarize(train_x, generator=generator)
 
-    def save(epoch: int) -> None:
-        save_checkpoint(out_path / CHECKPOINT_NAME, {
+    def save(epoch: int, partial_epoch: dict[str, Any] | None = None) -> None:
+        path = out_path / CHECKPOINT_NAME
+        checkpoint = {
             "model_class": type(model).__name__,
             "model_config": model.config(),
             "model_state": model.state_dict(),
@@ -294,25 +357,60 @@ def train(
             "epoch": epoch,
             "history": result.history,
             "rng_state": _rng_state(),
+            "elapsed": time.perf_counter() - started,
             "metadata": metadata or {},
-        })
-        _write_metrics(out_path, result.history)
-        result.checkpoint_path = out_path / CHECKPOINT_NAME
+        }
+        if partial_epoch is not None:
+            checkpoint["partial_epoch"] = partial_epoch
+        try:
+            save_checkpoint(path, checkpoint)
+            _write_metrics(out_path, result.history)
+        except OSError as error:
+            kept = (f"the checkpoint of epoch {result.checkpoint_epoch} is intact"
+                    if result.checkpoint_path is not None else "no checkpoint had been written")
+            raise CheckpointError(
+                f"could not write {path} ({error.strerror or error}); {kept}. Free disk space "
+                "or fix the folder's permissions, then continue with --resume."
+            ) from None
+        result.checkpoint_path = path
         result.checkpoint_epoch = epoch
+
+    def stop(signal_number: int, epoch: int, step: int, partial_epoch: dict[str, Any] | None) -> None:
+        where = f"epoch {epoch + 1}, step {step}" if partial_epoch else f"the end of epoch {epoch}"
+        name = signal.Signals(signal_number).name
+        if out_path is None:
+            message = (f"training stopped by {name} at {where}; nothing was saved (no out_dir). "
+                       "The model holds the parameters reached so far.")
+        else:
+            if partial_epoch is not None and not _parameters_finite(model):
+                _diverged(epoch, step - 1, config, result)
+            save(epoch, partial_epoch)
+            message = (f"training stopped by {name} at {where}; checkpoint saved to "
+                       f"{result.checkpoint_path}. Continue with the same command plus --resume "
+                       "(from Python: train(..., out_dir=..., resume=True)).")
+        raise TrainingInterrupted(message, signal_number)
 
     bar = tqdm(range(start_epoch, config.epochs), desc="SVI", unit="epoch", disable=not progress,
                initial=start_epoch, total=config.epochs, dynamic_ncols=True)
     started = time.perf_counter() - elapsed
     model.train()
-    with pyro.validation_enabled(False):
+    with pyro.validation_enabled(False), _deferred_signals() as received:
         for epoch in bar:
+            # A checkpoint taken inside an epoch replays the epoch's shuffle and binarization.
+            epoch_rng = partial["epoch_rng_state"] if partial else _rng_state()
+            if partial:
+                _set_rng_state(epoch_rng)
             epoch_data = binarize(train_x) if config.binarize == "dynamic" else train_data
-            loss_sum = train_x.new_zeros(())
-            order = torch.randperm(num_train, device=train_x.device)
-            for step, index in enumerate(order.split(config.batch_size)):
+            batches = torch.randperm(num_train, device=train_x.device).split(config.batch_size)
+            first_step, loss_sum = 0, train_x.new_zeros(())
+            if partial:
+                _set_rng_state(partial["rng_state"])
+                first_step, loss_sum = partial["step"], partial["loss_sum"].to(train_x.device)
+                partial = None
+            for step in range(first_step, steps_per_epoch):
                 beta = kl_weight(config, epoch, step, steps_per_epoch)
-                loss = loss_fn(model.model, model.guide, epoch_data[index], num_data=num_train,
-                               beta=beta)
+                loss = loss_fn(model.model, model.guide, epoch_data[batches[step]],
+                               num_data=num_train, beta=beta)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.clip_norm is not None:
@@ -321,9 +419,14 @@ def train(
                 loss_sum = loss_sum + loss.detach()
                 if (step + 1) % config.log_every == 0 or step + 1 == steps_per_epoch:
                     running = loss_sum.item() / (step + 1)
-                    if not math.isfinite(running):
+                    if not (math.isfinite(running) and _parameters_finite(model)):
                         _diverged(epoch, step, config, result)
                     bar.set_postfix(elbo=f"{-running / num_train:.2f}", refresh=False)
+                if received and step + 1 < steps_per_epoch:
+                    stop(received[0], epoch, step + 1, {
+                        "step": step + 1, "loss_sum": loss_sum.detach().cpu(),
+                        "epoch_rng_state": epoch_rng, "rng_state": _rng_state(),
+                    })
             record: dict[str, Any] = {
                 "epoch": epoch + 1,
                 "train_elbo": -running / num_train,
@@ -345,6 +448,8 @@ def train(
             last = epoch + 1 == config.epochs
             if out_path is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
                 save(epoch + 1)
+            if received and not last:
+                stop(received[0], epoch + 1, 0, None)
     bar.close()
     return result
 
