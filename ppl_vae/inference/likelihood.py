@@ -24,7 +24,7 @@ import torch
 from pyro import poutine
 
 from ppl_vae.inference.streaming import RunningLogMeanExp, RunningMean
-from ppl_vae.models.base import ProbabilisticModel, check_positive_int
+from ppl_vae.models.base import ProbabilisticModel, check_points, check_positive_int
 
 #: Largest number of decoder outputs (particles x points x data_dim) held at once.
 MAX_CHUNK_ELEMENTS = 2**24
@@ -163,7 +163,8 @@ def _row_guide(model: ProbabilisticModel, guide: Callable[..., None] | None,
 
 def _estimate(model: ProbabilisticModel, x: torch.Tensor, num_samples: int,
               accumulator: type[RunningMean | RunningLogMeanExp],
-              guide: Callable[..., None] | None = None) -> Estimate:
+              guide: Callable[..., None] | None = None, where: str = "") -> Estimate:
+    check_points(model, x, where)
     check_positive_int(num_samples, "num_samples")
     values, errors = [], []
     for rows, pieces in _chunks(model, x, num_samples):
@@ -196,7 +197,7 @@ def elbo(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1,
     -------
     Estimate
     """
-    return _estimate(model, x, num_samples, RunningMean, guide)
+    return _estimate(model, x, num_samples, RunningMean, guide, "elbo")
 
 
 def elbo_terms(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1) -> dict[str, Estimate]:
@@ -216,6 +217,7 @@ def elbo_terms(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1)
     -------
     dict with keys ``"reconstruction"`` and ``"kl"``, each an Estimate
     """
+    check_points(model, x, "elbo_terms")
     check_positive_int(num_samples, "num_samples")
     parts: dict[str, list] = {"reconstruction": [], "kl": []}
     for rows, pieces in _chunks(model, x, num_samples):
@@ -251,7 +253,7 @@ def iwae(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1000,
     -------
     Estimate
     """
-    return _estimate(model, x, num_samples, RunningLogMeanExp, guide)
+    return _estimate(model, x, num_samples, RunningLogMeanExp, guide, "iwae")
 
 
 def naive_prior(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1000) -> Estimate:
@@ -274,6 +276,7 @@ def naive_prior(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1
     -------
     Estimate
     """
+    check_points(model, x, "naive_prior")
     check_positive_int(num_samples, "num_samples")
     values, errors = [], []
     with torch.no_grad():

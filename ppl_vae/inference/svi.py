@@ -40,7 +40,7 @@ from ppl_vae.checkpoint import (
 from ppl_vae.data import binarize, check_binarize_mode
 from ppl_vae.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingInterrupted
 from ppl_vae.inference.likelihood import elbo_terms
-from ppl_vae.models.base import ProbabilisticModel, check_batch, check_values
+from ppl_vae.models.base import ProbabilisticModel, check_batch, check_device, check_values
 
 #: ELBO estimators by name: ``trace`` estimates the KL term by Monte Carlo,
 #: ``meanfield`` uses the closed-form KL where one exists.
@@ -167,11 +167,7 @@ def kl_weight(config: SVIConfig, epoch: int, step: int, steps_per_epoch: int) ->
 
 def _check_inputs(model: ProbabilisticModel, x: torch.Tensor, name: str, binarize_mode: str) -> None:
     check_batch(x, model.data_dim, name)
-    if x.device != model.device:
-        raise ConfigError(
-            f"{name} is on {x.device} but the model is on {model.device}; move one, e.g. "
-            "model.to(x.device)"
-        )
+    check_device(x, model, name)
     check_values(x, "bernoulli" if binarize_mode != "none" else model.likelihood)
 
 

@@ -89,6 +89,28 @@ def check_values(x: torch.Tensor, likelihood: str) -> None:
         )
 
 
+def check_device(x: torch.Tensor, module: nn.Module, name: str) -> None:
+    """Raise :class:`ConfigError` unless ``x`` is on the device of the module's parameters."""
+    device = next(module.parameters()).device
+    if x.device != device:
+        raise ConfigError(
+            f"{name} is on {x.device} but the model is on {device}; move one, e.g. "
+            f"{name}.to(model.device) or model.to({name}.device)"
+        )
+
+
+def check_points(model: "ProbabilisticModel", x: Any, where: str) -> None:
+    """Everything a batch of data points must satisfy before a model scores it.
+
+    Shape, dtype and device (see :func:`check_batch`, :func:`check_device`) and
+    values (see :func:`check_values`, which synchronizes: call once per call of
+    an evaluation function, not per minibatch).
+    """
+    check_batch(x, model.data_dim, where)
+    check_device(x, model, where)
+    check_values(x, model.likelihood)
+
+
 def data_plate(x: torch.Tensor, num_data: int | None) -> pyro.plate:
     """The ``"data"`` plate over a batch, scaled to ``num_data`` points when given.
 
