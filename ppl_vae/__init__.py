@@ -10,12 +10,13 @@ from ppl_vae.data import Dataset, load_dataset
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import CheckpointError, ConfigError, DataError, PplVaeError, TrainingDivergedError
 from ppl_vae.inference import SVIConfig, TrainResult, elbo, iwae, train
-from ppl_vae.models import VAE, GaussianMixture, LinearGaussian, build_model
+from ppl_vae.models import VAE, Autoencoder, GaussianMixture, LinearGaussian, build_model
 
 __version__ = "0.1.0"
 
 __all__ = [
     "VAE",
+    "Autoencoder",
     "CheckpointError",
     "ConfigError",
     "DataError",

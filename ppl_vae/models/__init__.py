@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ppl_vae.errors import CheckpointError
+from ppl_vae.models.autoencoder import Autoencoder
 from ppl_vae.models.base import LIKELIHOODS, ProbabilisticModel
 from ppl_vae.models.linear_gaussian import LinearGaussian
 from ppl_vae.models.mixture import GaussianMixture
@@ -15,6 +16,7 @@ MODEL_CLASSES: dict[str, type[ProbabilisticModel]] = {
     "VAE": VAE,
     "LinearGaussian": LinearGaussian,
     "GaussianMixture": GaussianMixture,
+    "Autoencoder": Autoencoder,
 }
 
 
@@ -33,5 +35,5 @@ def build_model(model_class: str, config: dict[str, Any]) -> ProbabilisticModel:
         ) from None
 
 
-__all__ = ["LIKELIHOODS", "MODEL_CLASSES", "GaussianMixture", "LinearGaussian", "ProbabilisticModel",
-           "VAE", "build_model"]
+__all__ = ["LIKELIHOODS", "MODEL_CLASSES", "Autoencoder", "GaussianMixture", "LinearGaussian",
+           "ProbabilisticModel", "VAE", "build_model"]
