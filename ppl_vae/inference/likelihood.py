@@ -24,7 +24,7 @@ import torch
 from pyro import poutine
 
 from ppl_vae.inference.streaming import RunningLogMeanExp, RunningMean
-from ppl_vae.models.base import ProbabilisticModel, check_points, check_positive_int
+from ppl_vae.models.base import ProbabilisticModel, check_has_prior, check_points, check_positive_int
 
 #: Largest number of decoder outputs (particles x points x data_dim) held at once.
 MAX_CHUNK_ELEMENTS = 2**24
@@ -164,6 +164,7 @@ def _row_guide(model: ProbabilisticModel, guide: Callable[..., None] | None,
 def _estimate(model: ProbabilisticModel, x: torch.Tensor, num_samples: int,
               accumulator: type[RunningMean | RunningLogMeanExp],
               guide: Callable[..., None] | None = None, where: str = "") -> Estimate:
+    check_has_prior(model, where)
     check_points(model, x, where)
     check_positive_int(num_samples, "num_samples")
     values, errors = [], []
@@ -276,6 +277,7 @@ def naive_prior(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1
     -------
     Estimate
     """
+    check_has_prior(model, "naive_prior")
     check_points(model, x, "naive_prior")
     check_positive_int(num_samples, "num_samples")
     values, errors = [], []

@@ -39,7 +39,7 @@ from pyro.infer.mcmc import NUTS
 from ppl_vae.errors import ConfigError
 from ppl_vae.inference.likelihood import log_joint
 from ppl_vae.models import ProbabilisticModel, build_model
-from ppl_vae.models.base import check_batch, check_positive_int
+from ppl_vae.models.base import check_batch, check_has_prior, check_positive_int
 
 SCHEMES = ("joint", "per_point")
 
@@ -267,6 +267,7 @@ def sample_posterior(model: ProbabilisticModel, x: torch.Tensor, config: NUTSCon
     MCMCResult
     """
     check_batch(x, model.data_dim, "sample_posterior")
+    check_has_prior(model, "sample_posterior")
     if getattr(model, "latent_support", "real") != "real":
         raise ConfigError(f"{type(model).__name__} has a discrete latent; use its exact posterior")
     if model.latent_dim > RECOMMENDED_MAX_LATENT_DIM:

@@ -128,6 +128,8 @@ class Autoencoder(ProbabilisticModel):
     >>> codes, _ = autoencoder.encode(test_x)                            # doctest: +SKIP
     """
 
+    has_prior = False
+
     def __init__(
         self,
         data_dim: int,

@@ -111,6 +111,16 @@ def check_points(model: "ProbabilisticModel", x: Any, where: str) -> None:
     check_values(x, model.likelihood)
 
 
+def check_has_prior(model: "ProbabilisticModel", where: str) -> None:
+    """Raise :class:`ConfigError` for a model whose p(x) is not defined (no normalized prior)."""
+    if not model.has_prior:
+        raise ConfigError(
+            f"{where} needs a normalized prior p(z), and a {type(model).__name__} has none, so "
+            "log p(x) and its bounds do not exist; compare reconstructions instead, "
+            "e.g. elbo_terms(model, x)['reconstruction']"
+        )
+
+
 def data_plate(x: torch.Tensor, num_data: int | None) -> pyro.plate:
     """The ``"data"`` plate over a batch, scaled to ``num_data`` points when given.
 
@@ -156,6 +166,9 @@ class ProbabilisticModel(nn.Module):
     latent_dim: int
     #: "real" for a continuous latent z, "discrete" for a component index.
     latent_support: str = "real"
+    #: False for models without a normalized prior p(z) (the plain autoencoder):
+    #: they have no log p(x), so its estimators and NUTS refuse them.
+    has_prior: bool = True
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments as plain types, stored in checkpoints."""
