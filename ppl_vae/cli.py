@@ -296,6 +296,14 @@ COMMANDS = {"train": run_train, "sample": run_sample, "evaluate": run_evaluate,
             "compare": run_compare}
 
 
+def _is_out_of_memory(error: BaseException) -> bool:
+    """CPU and CUDA allocation failures (torch raises them as RuntimeError subclasses)."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    text = str(error)
+    return "can't allocate memory" in text or "out of memory" in text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ppl-vae``; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -303,6 +311,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except PplVaeError as error:
         print(f"ppl-vae {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except (MemoryError, RuntimeError) as error:
+        if not _is_out_of_memory(error):
+            raise
+        print(f"ppl-vae {args.command}: error: ran out of memory while allocating a tensor; use "
+              "fewer samples or points, a smaller --batch-size, or a device with more memory",
+              file=sys.stderr)
         return EXIT_ERROR
     except TrainingInterrupted as interruption:
         print(f"ppl-vae {args.command}: {interruption}", file=sys.stderr)
