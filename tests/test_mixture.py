@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pyro
 import pyro.optim
 import pytest
@@ -217,3 +219,15 @@ def test_second_model_with_the_same_name_uses_its_own_parameters():
     second = known_mixture()
     torch.testing.assert_close(second.posterior(points()).probs, hand_posterior(points()),
                                atol=EXACT_TOLERANCE, rtol=0)
+
+
+def test_constant_features_do_not_send_the_likelihood_to_infinity():
+    """Blank borders (constant pixels) are what real images have; the scale floor keeps fit finite."""
+    torch.manual_seed(0)
+    x = torch.rand(60, 6, dtype=torch.float64)
+    x[:, :2] = 0.0  # two features that never vary
+    model = GaussianMixture(6, num_components=3).double()
+    losses = model.fit(x, num_steps=50)
+    assert all(math.isfinite(loss) for loss in losses)
+    assert float(model.scales.min()) >= model.min_scale
+    assert torch.isfinite(model.log_marginal(x)).all()

@@ -87,6 +87,12 @@ class GaussianMixture(ProbabilisticModel):
     init_scale : float
         Standard deviation of the random initial means and initial scale of
         every component.
+    min_scale : float
+        Floor on every component's standard deviation. Without one, maximum
+        likelihood drives the scale of a feature that is constant within a
+        component (a blank image border) to 0 and the likelihood to infinity;
+        the floor plays the role of scikit-learn's ``reg_covar`` (1e-3 here is
+        a variance of 1e-6).
     """
 
     likelihood = "gaussian"
@@ -94,7 +100,8 @@ class GaussianMixture(ProbabilisticModel):
     latent_support = "discrete"
 
     def __init__(
-        self, data_dim: int, num_components: int, name: str = "mixture", init_scale: float = 1.0
+        self, data_dim: int, num_components: int, name: str = "mixture", init_scale: float = 1.0,
+        min_scale: float = 1e-3,
     ) -> None:
         super().__init__()
         check_positive_int(data_dim, "data_dim")
@@ -106,11 +113,14 @@ class GaussianMixture(ProbabilisticModel):
             )
         if not (isinstance(init_scale, (int, float)) and math.isfinite(init_scale) and init_scale > 0):
             raise ConfigError(f"init_scale must be a positive finite number; got {init_scale!r}")
+        if not (isinstance(min_scale, (int, float)) and math.isfinite(min_scale) and min_scale >= 0):
+            raise ConfigError(f"min_scale must be a finite number >= 0; got {min_scale!r}")
         self.data_dim = data_dim
         self.num_components = num_components
         self.latent_dim = 1
         self.pyro_name = name
         self.init_scale = float(init_scale)
+        self.min_scale = float(min_scale)
         self.components = MixtureParameters(data_dim, num_components, self.init_scale)
 
     def config(self) -> dict[str, Any]:
@@ -119,12 +129,13 @@ class GaussianMixture(ProbabilisticModel):
             "num_components": self.num_components,
             "name": self.pyro_name,
             "init_scale": self.init_scale,
+            "min_scale": self.min_scale,
         }
 
     @property
     def scales(self) -> torch.Tensor:
-        """Component standard deviations sigma, shape (num_components, data_dim)."""
-        return self.components.log_scales.exp()
+        """Component standard deviations sigma, shape (num_components, data_dim), at least ``min_scale``."""
+        return self.components.log_scales.exp().clamp_min(self.min_scale)
 
     # ----- the Pyro programs ------------------------------------------------------
 
@@ -291,7 +302,7 @@ class GaussianMixture(ProbabilisticModel):
             distance = torch.cdist(x, x[chosen]).min(-1).values.pow(2)
             weights = distance if bool(distance.sum() > 0) else torch.ones_like(distance)
             chosen.append(int(torch.multinomial(weights, 1)))
-        spread = x.std(0, unbiased=False).clamp_min(torch.finfo(x.dtype).tiny)
+        spread = x.std(0, unbiased=False).clamp_min(max(self.min_scale, torch.finfo(x.dtype).tiny))
         self.components.locs.copy_(x[chosen])
         self.components.log_scales.copy_(spread.log().expand_as(self.components.log_scales))
         self.components.logits.zero_()
