@@ -7,6 +7,7 @@ from typing import Any
 from ppl_vae.errors import CheckpointError
 from ppl_vae.models.autoencoder import Autoencoder
 from ppl_vae.models.base import LIKELIHOODS, ProbabilisticModel
+from ppl_vae.models.gan import GAN, GANConfig, GANResult, Inversion, invert_generator, train_gan
 from ppl_vae.models.linear_gaussian import LinearGaussian
 from ppl_vae.models.mixture import GaussianMixture
 from ppl_vae.models.vae import VAE
@@ -35,5 +36,6 @@ def build_model(model_class: str, config: dict[str, Any]) -> ProbabilisticModel:
         ) from None
 
 
-__all__ = ["LIKELIHOODS", "MODEL_CLASSES", "Autoencoder", "GaussianMixture", "LinearGaussian",
-           "ProbabilisticModel", "VAE", "build_model"]
+__all__ = ["GAN", "LIKELIHOODS", "MODEL_CLASSES", "Autoencoder", "GANConfig", "GANResult",
+           "GaussianMixture", "Inversion", "LinearGaussian", "ProbabilisticModel", "VAE",
+           "build_model", "invert_generator", "train_gan"]
