@@ -27,6 +27,7 @@ from ppl_vae.inference.compare import METHODS, CompareConfig, compare_posteriors
 from ppl_vae.inference.diagnostics import plot_pair, plot_trace
 from ppl_vae.inference.likelihood import elbo, iwae
 from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
+from ppl_vae.inference.objectives import ENGINES
 from ppl_vae.inference.svi import ELBO_ESTIMATORS, SVIConfig, evaluation_data, train
 from ppl_vae.models import LIKELIHOODS, VAE, build_model
 from ppl_vae.models.base import check_positive_int
@@ -77,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--elbo", choices=tuple(ELBO_ESTIMATORS), default="meanfield",
                      help="meanfield: closed-form KL (TraceMeanField_ELBO); trace: Monte Carlo "
                           "KL (Trace_ELBO)")
+    fit.add_argument("--engine", choices=ENGINES, default="auto",
+                     help="how the ELBO is computed: direct (the transcription of the Pyro "
+                          "programs, same value and gradient, faster), pyro (Pyro's "
+                          "differentiable_loss), auto (direct where the model allows)")
     fit.add_argument("--num-particles", type=int, default=1, help="samples of z per ELBO estimate")
     fit.add_argument("--beta", type=float, default=1.0, help="weight of the KL term")
     fit.add_argument("--kl-warmup-epochs", type=int, default=0,
@@ -173,7 +178,7 @@ def run_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         elbo=args.elbo, num_particles=args.num_particles, beta=args.beta,
         kl_warmup_epochs=args.kl_warmup_epochs, clip_norm=args.clip_norm, binarize=binarize,
-        seed=args.seed, checkpoint_every=args.checkpoint_every)
+        seed=args.seed, checkpoint_every=args.checkpoint_every, engine=args.engine)
     pyro.set_rng_seed(args.seed)
     data = load_dataset(args.data, root=args.data_root, seed=args.seed).to(device)
     model = VAE(data.data_dim, args.latent_dim, hidden_dims=args.hidden_dims,

@@ -251,9 +251,16 @@ class GaussianLatentModel(ProbabilisticModel):
         for suffix, module in self.generative_modules().items():
             self._register(suffix, module)
         with data_plate(x, num_data):
-            prior = pyro.distributions.Normal(
-                x.new_zeros(x.shape[0], self.latent_dim), x.new_ones(())
-            ).to_event(1)
             with latent_scale(beta):
-                z = pyro.sample("z", prior)
+                z = pyro.sample("z", self.prior(x))
             pyro.sample("x", self.decode(z), obs=x)
+
+    def prior(self, x: torch.Tensor) -> "pyro.distributions.TorchDistribution":
+        """p(z) = N(0, I) for each row of ``x``: batch shape ``(batch,)``, event ``(latent_dim,)``."""
+        return pyro.distributions.Normal(
+            x.new_zeros(x.shape[0], self.latent_dim), x.new_ones(())
+        ).to_event(1)
+
+    def guide_distribution(self, x: torch.Tensor) -> "pyro.distributions.TorchDistribution":
+        """q(z | x), the distribution the guide samples ``"z"`` from; batch shape ``(batch,)``."""
+        raise NotImplementedError

@@ -112,9 +112,13 @@ class LinearGaussian(GaussianLatentModel):
         check_batch(x, self.data_dim, "LinearGaussian.guide")
         self._register("encoder", self.encoder)
         with data_plate(x, num_data):
-            loc, scale_tril = self.encoder(x)
             with latent_scale(beta):
-                pyro.sample("z", dist.MultivariateNormal(loc, scale_tril=scale_tril))
+                pyro.sample("z", self.guide_distribution(x))
+
+    def guide_distribution(self, x: torch.Tensor) -> dist.TorchDistribution:
+        """q(z | x) = N(A x + b, S S^T): batch shape ``(batch,)``, event ``(latent_dim,)``."""
+        loc, scale_tril = self.encoder(x)
+        return dist.MultivariateNormal(loc, scale_tril=scale_tril)
 
     # ----- exact quantities --------------------------------------------------------
 

@@ -139,9 +139,13 @@ class VAE(GaussianLatentModel):
         check_batch(x, self.data_dim, "VAE.guide")
         self._register("encoder", self.encoder)
         with data_plate(x, num_data):
-            loc, scale = self.encoder(x)
             with latent_scale(beta):
-                pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+                pyro.sample("z", self.guide_distribution(x))
+
+    def guide_distribution(self, x: torch.Tensor) -> dist.TorchDistribution:
+        """q(z | x) = N(mu(x), diag sigma(x)^2): batch shape ``(batch,)``, event ``(latent_dim,)``."""
+        loc, scale = self.encoder(x)
+        return dist.Normal(loc, scale).to_event(1)
 
     # ----- deterministic helpers -----------------------------------------------
 
