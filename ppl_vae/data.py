@@ -1,4 +1,4 @@
-"""Data sets, all offline: embedded real digits, local IDX files, user arrays, synthetic pPCA.
+"""Data sets, all offline: embedded real digits, local IDX files, user arrays, synthetic data.
 
 ``load_dataset(name)`` returns a :class:`Dataset`: flat float tensors, images
 scaled to ``[0, 1]``, labels where they are known. Nothing is ever downloaded.
@@ -11,12 +11,16 @@ name                   source
 ``mnist``              IDX files in a local folder (``root``), official 60k / 10k split
 ``fashion-mnist``      IDX files in a local folder (``root``), official 60k / 10k split
 ``linear-gaussian``    draws from a known probabilistic PCA model
+``strokes``            rendered glyphs with known slant, thickness, scale and position
 ``npy:PATH``           a user's array saved with ``numpy.save``, N x D or N x H x W
 =====================  ==============================================================
 
 The labelled sets ``mnist5k`` and ``digits`` are split with the same share of
 every class in the test set; ``linear-gaussian`` and ``npy:PATH`` are split at
-random. Both splits are seeded and shuffled.
+random. Both splits are seeded and shuffled. The synthetic sets keep what
+generated them: ``linear-gaussian`` its parameters (``true_params``),
+``strokes`` the factors of every image (``train_factors``, ``test_factors``,
+named by ``factor_names``; see :mod:`ppl_vae.synthetic`).
 """
 
 from __future__ import annotations
@@ -36,9 +40,10 @@ import numpy as np
 import torch
 
 from ppl_vae.errors import ConfigError, DataError
+from ppl_vae.synthetic import FACTOR_NAMES, make_strokes
 
 KNOWN_DATASETS: tuple[str, ...] = (
-    "mnist5k", "digits", "mnist", "fashion-mnist", "linear-gaussian", "npy:PATH",
+    "mnist5k", "digits", "mnist", "fashion-mnist", "linear-gaussian", "strokes", "npy:PATH",
 )
 BINARIZE_MODES: tuple[str, ...] = ("none", "static", "dynamic")
 
@@ -52,6 +57,8 @@ _IDX_FILES = {
 _TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 _IDX_UNSIGNED_BYTE = 0x08
 _LINEAR_GAUSSIAN_OPTIONS = ("num_points", "data_dim", "latent_dim", "noise_scale")
+_STROKES_OPTIONS = ("num_points", "image_size", "glyph")
+_OPTIONS = {"linear-gaussian": _LINEAR_GAUSSIAN_OPTIONS, "strokes": _STROKES_OPTIONS}
 # A flat N x s^2 array is shown as s x s images from this side on (the 8x8 digits are the smallest).
 _MIN_IMAGE_SIDE = 8
 
@@ -78,6 +85,13 @@ class Dataset:
         The generating parameters of ``linear-gaussian`` data: ``weight``
         shape (data_dim, latent_dim), ``loc`` shape (data_dim,), ``noise_scale``
         shape ().
+    factor_names : tuple of str or None
+        Names of the known generative factors of each point (``strokes``:
+        ``slant``, ``thickness``, ``scale``, ``x``, ``y``); None when unknown.
+    train_factors : Tensor, shape (num_train, num_factors), or None
+        The factor values of every training point, columns in the order of
+        ``factor_names``, in the dtype of ``train_x``.
+    test_factors : Tensor, shape (num_test, num_factors), or None
     """
 
     name: str
@@ -87,6 +101,9 @@ class Dataset:
     test_y: torch.Tensor | None
     image_shape: tuple[int, int] | None
     true_params: dict[str, torch.Tensor] | None = None
+    factor_names: tuple[str, ...] | None = None
+    train_factors: torch.Tensor | None = None
+    test_factors: torch.Tensor | None = None
 
     @property
     def data_dim(self) -> int:
@@ -102,7 +119,8 @@ class Dataset:
         params = None if self.true_params is None else {
             key: value.to(device) for key, value in self.true_params.items()}
         return replace(self, train_x=move(self.train_x), test_x=move(self.test_x),
-                       train_y=move(self.train_y), test_y=move(self.test_y), true_params=params)
+                       train_y=move(self.train_y), test_y=move(self.test_y), true_params=params,
+                       train_factors=move(self.train_factors), test_factors=move(self.test_factors))
 
 
 def check_binarize_mode(mode: str) -> str:
@@ -158,7 +176,7 @@ def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch
 
 def load_dataset(name: str = "mnist5k", *, root: str | os.PathLike | None = None, seed: int = 0,
                  test_fraction: float = 0.1, dtype: torch.dtype = torch.float32,
-                 **kwargs: int | float) -> Dataset:
+                 **kwargs: int | float | str) -> Dataset:
     """Load a data set by name, split into train and test; see the module docstring.
 
     Parameters
@@ -170,7 +188,7 @@ def load_dataset(name: str = "mnist5k", *, root: str | os.PathLike | None = None
         directly and in the torchvision layouts ``root/MNIST/raw``,
         ``root/FashionMNIST/raw`` and ``root/raw``. Ignored by the other sets.
     seed : int
-        Seed of the split (numpy ``default_rng``) and of the ``linear-gaussian`` draw.
+        Seed of the split (numpy ``default_rng``) and of the synthetic sets' draws.
     test_fraction : float
         Share of the points in the test split, in (0, 1); each class
         contributes ``round(test_fraction * class_size)`` test points in the
@@ -178,8 +196,10 @@ def load_dataset(name: str = "mnist5k", *, root: str | os.PathLike | None = None
     dtype : torch.dtype
         Floating dtype of the returned data.
     **kwargs
-        Options of ``linear-gaussian`` only: ``num_points`` (2000),
-        ``data_dim`` (10), ``latent_dim`` (2), ``noise_scale`` (0.5).
+        Options of the synthetic sets only. ``linear-gaussian``:
+        ``num_points`` (2000), ``data_dim`` (10), ``latent_dim`` (2),
+        ``noise_scale`` (0.5). ``strokes``: ``num_points`` (5000),
+        ``image_size`` (28, from 14 to 128), ``glyph`` (``"seven"`` or ``"bar"``).
 
     Returns
     -------
@@ -198,11 +218,11 @@ def load_dataset(name: str = "mnist5k", *, root: str | os.PathLike | None = None
         raise DataError(f"a data set name must be a string; got {name!r}")
     if not name.startswith(_NPY_PREFIX) and name not in KNOWN_DATASETS:
         raise DataError(_unknown_name_message(name))
-    if kwargs and name != "linear-gaussian":
+    if kwargs and name not in _OPTIONS:
+        owners = "; ".join(f"{', '.join(keys)} belong to {owner}"
+                           for owner, keys in _OPTIONS.items())
         raise DataError(
-            f"the {name} data set takes no option {next(iter(kwargs))!r}; the options "
-            f"{', '.join(_LINEAR_GAUSSIAN_OPTIONS)} belong to linear-gaussian"
-        )
+            f"the {name} data set takes no option {next(iter(kwargs))!r}; the options {owners}")
     _check_settings(seed, test_fraction, dtype)
     if name == "mnist5k":
         images, labels = _read_mnist5k(_mnist5k_path())
@@ -214,6 +234,8 @@ def load_dataset(name: str = "mnist5k", *, root: str | os.PathLike | None = None
         return _load_idx_dataset(name, root, dtype)
     if name == "linear-gaussian":
         return _load_linear_gaussian(seed, test_fraction, dtype, **kwargs)
+    if name == "strokes":
+        return _load_strokes(seed, test_fraction, dtype, **kwargs)
     return _load_npy(name, seed, test_fraction, dtype)
 
 
@@ -496,6 +518,31 @@ def _linear_gaussian_options(options: dict[str, int | float]) -> tuple[int, int,
             f"linear-gaussian needs a positive finite noise_scale; got {noise_scale!r}")
     return (int(settings["num_points"]), int(settings["data_dim"]), int(settings["latent_dim"]),
             float(noise_scale))
+
+
+# ----- rendered glyphs with known factors --------------------------------------------------
+
+
+def _load_strokes(seed: int, test_fraction: float, dtype: torch.dtype,
+                  **options: int | str) -> Dataset:
+    """Glyphs drawn by :func:`ppl_vae.synthetic.make_strokes`, split at random."""
+    unknown = [key for key in options if key not in _STROKES_OPTIONS]
+    if unknown:
+        raise DataError(
+            f"strokes takes no option {unknown[0]!r}; its options are "
+            f"{', '.join(_STROKES_OPTIONS)}")
+    settings = {"num_points": 5000, "image_size": 28, "glyph": "seven"} | options
+    num_points = settings["num_points"]
+    if (isinstance(num_points, bool) or not isinstance(num_points, numbers.Integral)
+            or num_points < 2):
+        raise ConfigError(f"strokes needs num_points to be an integer >= 2; got {num_points!r}")
+    images, factors = make_strokes(settings["num_points"], settings["image_size"],
+                                   settings["glyph"], seed, dtype)
+    train, test = _random_split(len(images), test_fraction, seed, "strokes")
+    size = int(settings["image_size"])
+    return Dataset("strokes", images[train], images[test], None, None, (size, size),
+                   factor_names=FACTOR_NAMES, train_factors=factors[train],
+                   test_factors=factors[test])
 
 
 # ----- user arrays -------------------------------------------------------------------------
