@@ -12,8 +12,9 @@ Three uses, each a handful of small functions that take plain tensors:
   regression on a few labelled feature vectors (encoder means, raw pixels,
   PCA coefficients) and reports the test accuracy; :func:`stratified_subset`
   picks the labelled examples, the same number from every class.
-* **Compression.** :func:`code_rate_bits` is the bits-back rate
-  KL(q(z | x) || N(0, I)) / ln 2 of a Gaussian code; :func:`quantize_gaussian`
+* **Compression.** The bits-back rate of a Gaussian code is
+  KL(q(z | x) || N(0, I)) / ln 2 (:func:`ppl_vae.inference.latents.gaussian_kl`
+  per coordinate, divided by ln 2); :func:`quantize_gaussian`
   rounds codes to ``bits`` bits per coordinate with equal-probability bins of
   a Gaussian; :func:`fit_pca` is the linear baseline.
 
@@ -354,27 +355,6 @@ def fit_pca(x: torch.Tensor, num_components: int) -> PCA:
 # ----- compression --------------------------------------------------------------------------
 
 
-def code_rate_bits(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """KL(N(loc, diag scale^2) || N(0, I)) in bits, per coordinate.
-
-    Summed over the coordinates this is the *rate* of a Gaussian code: the
-    net number of bits that bits-back coding spends on z for one input, and
-    the KL term of the ELBO divided by ln 2.
-
-    Parameters
-    ----------
-    loc, scale : Tensor, shape (batch, latent_dim)
-        The encoder's output.
-
-    Returns
-    -------
-    Tensor, shape (batch, latent_dim)
-    """
-    if loc.shape != scale.shape:
-        raise DataError(f"loc and scale differ in shape: {tuple(loc.shape)} and {tuple(scale.shape)}")
-    return 0.5 * (loc.pow(2) + scale.pow(2) - 1 - 2 * scale.log()) / math.log(2)
-
-
 def quantize_gaussian(values: torch.Tensor, bits: int,
                       scale: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Round values to ``2**bits`` levels, the bins of equal probability under N(0, scale^2).
@@ -422,7 +402,6 @@ __all__ = [
     "PCA",
     "ROC",
     "anomaly_roc",
-    "code_rate_bits",
     "fit_pca",
     "flip_pixels",
     "linear_probe",

@@ -13,7 +13,6 @@ from ppl_vae.errors import ConfigError, DataError
 from ppl_vae.inference.disentanglement import (
     correlation_matrix,
     discretize,
-    kl_per_latent,
     mutual_information_gap,
     traversal_codes,
 )
@@ -176,22 +175,6 @@ def test_bad_inputs_are_refused(factors, call, error, message):
 
 
 # ----- KL per latent and traversal codes ---------------------------------------------------------
-
-
-def test_kl_per_latent_adds_up_to_the_closed_form_kl():
-    generator = torch.Generator().manual_seed(5)
-    loc = torch.randn(50, 4, generator=generator, dtype=torch.float64)
-    scale = torch.rand(50, 4, generator=generator, dtype=torch.float64) + 0.1
-    per_latent = kl_per_latent(loc, scale)
-    posterior = torch.distributions.Normal(loc, scale)
-    prior = torch.distributions.Normal(torch.zeros_like(loc), 1.0)
-    exact = torch.distributions.kl_divergence(posterior, prior).mean(0)
-    torch.testing.assert_close(per_latent, exact, rtol=0, atol=1e-12)
-    assert kl_per_latent(torch.zeros(3, 2), torch.ones(3, 2)).tolist() == [0.0, 0.0]
-    with pytest.raises(DataError, match="positive"):
-        kl_per_latent(loc, -scale)
-    with pytest.raises(DataError, match="one shape"):
-        kl_per_latent(loc, scale[:, :2])
 
 
 def test_traversal_codes_move_one_coordinate_at_a_time():

@@ -46,7 +46,6 @@ import torch
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
 from ppl_vae.applications import (
     anomaly_roc,
-    code_rate_bits,
     fit_pca,
     flip_pixels,
     linear_probe,
@@ -56,7 +55,7 @@ from ppl_vae.applications import (
     shift_images,
     stratified_subset,
 )
-from ppl_vae.inference import elbo, elbo_terms, evaluation_data, iwae
+from ppl_vae.inference import elbo, elbo_terms, evaluation_data, gaussian_kl, iwae
 from ppl_vae.plotting import image_grid
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
@@ -447,7 +446,7 @@ for beta, model in vaes.items():
         loc, scale = model.encode(test_binary)
         terms = elbo_terms(model, test_binary, ELBO_SAMPLES)
         log_p = iwae(model, test_binary, IWAE_SAMPLES).per_point
-    rate = float(code_rate_bits(loc, scale).sum(-1).mean())
+    rate = float((gaussian_kl(loc, scale) / LN2).sum(-1).mean())
     distortion = -terms["reconstruction"].mean / LN2
     rate_distortion[beta] = (rate, distortion, float(-log_p.mean() / LN2))
 print(f"{'beta':>5}{'rate R (bits)':>15}{'distortion D':>14}{'R + D':>9}{'-log2 p(x)':>12}")
@@ -510,7 +509,7 @@ train_binary = evaluation_data(data.train_x, "dynamic", 2)
 with torch.no_grad():
     train_loc, train_scale = vae.encode(train_binary)
     test_loc, _ = vae.encode(test_binary)
-coordinate_rate = code_rate_bits(train_loc, train_scale).mean(0)
+coordinate_rate = (gaussian_kl(train_loc, train_scale) / LN2).mean(0)
 active = coordinate_rate > 0.1
 active[coordinate_rate.argmax()] = True                      # keep at least one
 num_active = int(active.sum())

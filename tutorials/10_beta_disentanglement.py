@@ -47,10 +47,9 @@ import pyro
 import torch
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
-from ppl_vae.inference import elbo_terms, evaluation_data
+from ppl_vae.inference import elbo_terms, evaluation_data, kl_per_dimension
 from ppl_vae.inference.disentanglement import (
     correlation_matrix,
-    kl_per_latent,
     mutual_information_gap,
     traversal_codes,
 )
@@ -198,7 +197,7 @@ for beta, vae in models.items():
     with torch.no_grad():
         loc, scale = vae.encode(eval_x)
     code = loc + scale * torch.randn(loc.shape, generator=generator, device=device)
-    kl = kl_per_latent(loc, scale).cpu()
+    kl = kl_per_dimension(vae, eval_x).cpu()
     order = kl.argsort(descending=True)                 # most used coordinate first
     summaries[beta] = {"code": code[:, order.to(device)], "kl": kl, "order": order}
     print(f"beta = {beta:>4g}: KL per coordinate (nats) "

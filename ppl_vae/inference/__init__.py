@@ -1,6 +1,12 @@
 """Inference for ppl_vae models: SVI, NUTS on the latents, marginal likelihoods, comparisons."""
 
 from ppl_vae.inference.compare import CompareConfig, Comparison, compare_posteriors
+from ppl_vae.inference.disentanglement import (
+    MutualInformationGap,
+    correlation_matrix,
+    mutual_information_gap,
+    traversal_codes,
+)
 from ppl_vae.inference.diagnostics import ConvergenceReport, check_convergence, to_inference_data
 from ppl_vae.inference.likelihood import (
     Estimate,
@@ -12,6 +18,7 @@ from ppl_vae.inference.likelihood import (
     log_joint,
     naive_prior,
 )
+from ppl_vae.inference.latents import ActiveUnits, active_units, gaussian_kl, kl_per_dimension
 from ppl_vae.inference.mcmc import MCMCResult, NUTSConfig, posterior_moments, sample_posterior
 from ppl_vae.inference.posteriors import (
     FlowPosterior,
@@ -19,34 +26,46 @@ from ppl_vae.inference.posteriors import (
     fit_flow_posterior,
     fit_local_gaussian,
 )
+from ppl_vae.inference.objectives import ENGINES, direct_elbo_loss, make_loss
 from ppl_vae.inference.svi import ELBO_ESTIMATORS, SVIConfig, TrainResult, evaluation_data, train
 
 __all__ = [
-    "ELBO_ESTIMATORS",
+    "ActiveUnits",
     "CompareConfig",
     "Comparison",
     "ConvergenceReport",
+    "ELBO_ESTIMATORS",
+    "ENGINES",
     "Estimate",
     "FlowPosterior",
     "LocalGaussian",
     "MCMCResult",
+    "MutualInformationGap",
     "NUTSConfig",
     "SVIConfig",
     "TrainResult",
+    "active_units",
     "check_convergence",
     "compare_posteriors",
+    "correlation_matrix",
+    "direct_elbo_loss",
     "elbo",
     "elbo_terms",
     "evaluation_data",
     "fit_flow_posterior",
     "fit_local_gaussian",
+    "gaussian_kl",
     "iwae",
+    "kl_per_dimension",
     "log_density_terms",
     "log_importance_weights",
     "log_joint",
+    "make_loss",
+    "mutual_information_gap",
     "naive_prior",
     "posterior_moments",
     "sample_posterior",
     "to_inference_data",
     "train",
+    "traversal_codes",
 ]

@@ -14,8 +14,9 @@ Two views of one question, "which latent encodes which factor, and only it?":
 
   It is near 1 when each factor lives in one latent coordinate alone and near
   0 when a factor is spread over several (or captured by none).
-* :func:`kl_per_latent` (which coordinates a VAE uses at all) and
-  :func:`traversal_codes` (codes for pictures that vary one coordinate at a time).
+* :func:`traversal_codes` (codes for pictures that vary one coordinate at a
+  time); which coordinates a VAE uses at all is
+  :func:`ppl_vae.inference.latents.kl_per_dimension`.
 
 Mutual information is estimated by discretizing each variable into
 ``num_bins`` equal-frequency bins (edges at its sample quantiles) and
@@ -194,33 +195,6 @@ def mutual_information_gap(latents: torch.Tensor, factors: torch.Tensor,
                                 top.indices[:, 0].to(device))
 
 
-def kl_per_latent(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Average KL(q(z_j | x) || N(0, 1)) of each latent coordinate over the points.
-
-    A coordinate whose KL is near 0 is unused: the encoder sends every point
-    to the prior there, and the decoder ignores it.
-
-    Parameters
-    ----------
-    loc, scale : Tensor, shape (num_points, num_latents)
-        Means and standard deviations of the diagonal Gaussian q(z | x), e.g.
-        from ``vae.encode(x)``.
-
-    Returns
-    -------
-    Tensor, shape (num_latents,)
-        Nats; the sum over coordinates is the average KL(q(z | x) || p(z)).
-    """
-    if not (isinstance(loc, torch.Tensor) and isinstance(scale, torch.Tensor)
-            and loc.dim() == 2 and loc.shape == scale.shape and loc.shape[0] > 0):
-        raise DataError(
-            "loc and scale must be tensors of one shape (num_points, num_latents); got "
-            f"{tuple(getattr(loc, 'shape', ()))} and {tuple(getattr(scale, 'shape', ()))}")
-    if not bool((scale > 0).all()):
-        raise DataError("every scale must be positive")
-    return (0.5 * (loc**2 + scale**2 - 1) - scale.log()).mean(0)
-
-
 def traversal_codes(latent_dim: int, values: torch.Tensor,
                     base: torch.Tensor | None = None) -> torch.Tensor:
     """Codes that move one latent coordinate at a time through ``values``.
@@ -299,7 +273,6 @@ __all__ = [
     "MutualInformationGap",
     "correlation_matrix",
     "discretize",
-    "kl_per_latent",
     "mutual_information_gap",
     "traversal_codes",
 ]

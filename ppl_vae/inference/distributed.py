@@ -1,0 +1,133 @@
+"""Data-parallel SVI with PyTorch's own engine: one process per device, gradients all-reduced.
+
+Launch any training through ``torchrun``; :func:`train` notices the process
+group and
+
+* splits every global minibatch of ``batch_size`` rows into one shard per
+  process (the same shuffled order on every process, drawn from a generator
+  seeded by ``seed`` and the epoch, so the shards partition the batch);
+* scales each process's ELBO so that DistributedDataParallel's average of
+  the gradients is the gradient of the single-process loss on the global batch;
+* draws each process's latent noise from ``seed + rank``;
+* lets only rank 0 evaluate, log and write checkpoints and metrics.
+
+Backends: NCCL when the process owns a CUDA device, gloo on CPUs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ppl_vae.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class World:
+    """Where this process stands: ``rank`` of ``size`` processes (``size`` 1: not distributed)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def current_world() -> World:
+    """The process group's rank and size, or a world of one when none is initialized."""
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size())
+    return World()
+
+
+def launched_by_torchrun() -> bool:
+    """Whether the environment of ``torchrun`` (``WORLD_SIZE`` > 1) is present."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_distributed(device: torch.device) -> torch.device:
+    """Join the process group ``torchrun`` set up; return this process's device.
+
+    Parameters
+    ----------
+    device : torch.device
+        The device asked for; a CUDA request is narrowed to ``cuda:LOCAL_RANK``.
+
+    Returns
+    -------
+    torch.device
+    """
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return device
+
+
+def shard(rows: torch.Tensor, world: World) -> torch.Tensor:
+    """This process's contiguous share of a global batch of row indices.
+
+    Raises
+    ------
+    ConfigError
+        If the batch has fewer rows than there are processes.
+    """
+    if len(rows) < world.size:
+        raise ConfigError(
+            f"a minibatch of {len(rows)} rows cannot be split over {world.size} processes; "
+            "raise batch_size or use fewer processes"
+        )
+    return rows.tensor_split(world.size)[world.rank]
+
+
+class ELBOModule(nn.Module):
+    """The negative ELBO as a module, so DistributedDataParallel can wrap it.
+
+    Parameters
+    ----------
+    model : ProbabilisticModel
+        Its parameters are this module's parameters.
+    loss : callable
+        ``loss(model, x, num_data=..., beta=...)``, e.g. from
+        :func:`ppl_vae.inference.objectives.make_loss`.
+    """
+
+    def __init__(self, model: nn.Module, loss) -> None:
+        super().__init__()
+        self.model = model
+        self.loss = loss
+
+    def forward(self, x: torch.Tensor, num_data: float, beta: float) -> torch.Tensor:
+        return self.loss(self.model, x, num_data=num_data, beta=beta)
+
+
+def wrap(model: nn.Module, loss) -> nn.Module:
+    """``ELBOModule(model, loss)`` under DistributedDataParallel (parameters synced from rank 0)."""
+    device = next(model.parameters()).device
+    module = ELBOModule(model, loss)
+    if device.type == "cuda":
+        return nn.parallel.DistributedDataParallel(module, device_ids=[device])
+    return nn.parallel.DistributedDataParallel(module)
+
+
+def mean_over_processes(value: torch.Tensor, world: World) -> torch.Tensor:
+    """The average of ``value`` over all processes (itself in a world of one)."""
+    if world.size == 1:
+        return value
+    value = value.detach().clone()
+    dist.all_reduce(value)
+    return value / world.size
+
+
+def barrier(world: World) -> None:
+    """Wait for every process (no-op in a world of one)."""
+    if world.size > 1:
+        dist.barrier()
