@@ -25,6 +25,13 @@ from ppl_vae.devices import resolve_device
 from ppl_vae.errors import ConfigError, PplVaeError, TrainingInterrupted
 from ppl_vae.inference.compare import METHODS, CompareConfig, compare_posteriors
 from ppl_vae.inference.diagnostics import plot_pair, plot_trace
+from ppl_vae.inference.distributed import (
+    World,
+    current_world,
+    init_distributed,
+    launched_by_torchrun,
+    shutdown,
+)
 from ppl_vae.inference.likelihood import elbo, iwae
 from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
 from ppl_vae.inference.objectives import ENGINES
@@ -173,6 +180,15 @@ def _save_samples(model: Any, count: int, image_shape: Sequence[int] | None, pat
 
 def run_train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
+    if launched_by_torchrun():
+        device = init_distributed(device)
+    try:
+        return _train(args, device, current_world())
+    finally:
+        shutdown()
+
+
+def _train(args: argparse.Namespace, device: torch.device, world: World) -> int:
     binarize = args.binarize or ("dynamic" if args.likelihood == "bernoulli" else "none")
     config = SVIConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -187,20 +203,24 @@ def run_train(args: argparse.Namespace) -> int:
     metadata = {"data": args.data, "data_root": args.data_root, "data_seed": args.seed,
                 "image_shape": list(data.image_shape) if data.image_shape else None}
     out = Path(args.out)
-    if not args.quiet:
+    quiet = args.quiet or not world.is_main
+    if not quiet:
         print(f"training a VAE (latent_dim {args.latent_dim}, hidden {args.hidden_dims}, "
               f"{args.likelihood}, binarize {binarize}) on {args.data}: "
-              f"{len(data.train_x)} train / {len(data.test_x)} test points, device {device}")
+              f"{len(data.train_x)} train / {len(data.test_x)} test points, device {device}"
+              + (f", {world.size} processes" if world.size > 1 else ""))
     result = train(model, data.train_x, config, test_x=data.test_x, out_dir=out,
                    resume=args.resume, overwrite=args.overwrite,
-                   progress=None if not args.quiet else False, metadata=metadata)
+                   progress=None if not quiet else False, metadata=metadata)
+    if not world.is_main:
+        return 0
     last = result.history[-1]
     summary = {**last, "device": str(device), "settings": vars(args) | {"binarize": binarize}}
     if data.image_shape is not None:
         _save_samples(model, 100, data.image_shape, out / "samples.png",
                       f"100 samples, {args.data}, latent_dim {args.latent_dim}")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
-    if not args.quiet:
+    if not quiet:
         print(f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.2f}, test ELBO "
               f"{last['test_elbo']:.2f} nats per data point, {last['wall_time']:.1f} s")
         print(f"wrote {out / 'checkpoint.pt'}, {out / 'metrics.jsonl'}, {out / 'summary.json'}"

@@ -44,17 +44,17 @@ def _without_times(history: list[dict]) -> list[dict]:
 
 
 def _interrupt_at_step(model: VAE, step: int, signal_number: int) -> None:
-    """Make the model's guide send ``signal_number`` to this process on its ``step``-th call."""
+    """Make q(z | x) send ``signal_number`` to this process on its ``step``-th use."""
     calls = {"count": 0}
-    guide = model.guide
+    guide_distribution = model.guide_distribution
 
-    def guide_that_signals(*args, **kwargs):
+    def guide_distribution_that_signals(*args, **kwargs):
         calls["count"] += 1
         if calls["count"] == step:
             os.kill(os.getpid(), signal_number)
-        return guide(*args, **kwargs)
+        return guide_distribution(*args, **kwargs)
 
-    model.guide = guide_that_signals
+    model.guide_distribution = guide_distribution_that_signals
 
 
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])

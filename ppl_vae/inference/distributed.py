@@ -16,6 +16,7 @@ Backends: NCCL when the process owns a CUDA device, gloo on CPUs.
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -70,6 +71,14 @@ def init_distributed(device: torch.device) -> torch.device:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return device
+
+
+def shutdown() -> None:
+    """Leave the process group cleanly: wait for every process, then destroy the group."""
+    if dist.is_available() and dist.is_initialized():
+        gc.collect()  # DDP reducers hold the group; free them before it goes
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def shard(rows: torch.Tensor, world: World) -> torch.Tensor:
@@ -131,3 +140,47 @@ def barrier(world: World) -> None:
     """Wait for every process (no-op in a world of one)."""
     if world.size > 1:
         dist.barrier()
+
+
+def data_parallel_loss(model: nn.Module, loss, num_data: int, batch_size: int, world: World,
+                       even_split_needed: bool = False):
+    """The loss of this process's shard of each global batch, under DistributedDataParallel.
+
+    Each process scores its shard with ``num_data`` scaled by
+    ``world.size * shard / batch``; DDP averages the processes' gradients, and
+    that average is the gradient of the single-process loss on the whole batch
+    (and the average of the returned losses is that loss).
+
+    Parameters
+    ----------
+    model : ProbabilisticModel
+    loss : callable
+        ``loss(model, x, num_data=..., beta=...)`` of one process.
+    num_data : int
+        Size of the training set.
+    batch_size : int
+        Rows of a global batch.
+    world : World
+    even_split_needed : bool
+        Refuse sizes whose shards would be unequal (Pyro's plate needs an
+        integer ``num_data``; the direct ELBO accepts any scale).
+
+    Returns
+    -------
+    callable
+        ``loss(model, x_global_batch, num_data=..., beta=...)``.
+    """
+    if even_split_needed and (batch_size % world.size or num_data % batch_size % world.size):
+        raise ConfigError(
+            f"with engine='pyro' the batches must split evenly over {world.size} processes "
+            f"(batch_size {batch_size}, last batch {num_data % batch_size}); choose a batch size "
+            "that is a multiple of the process count and divides the data"
+        )
+    parallel = wrap(model, loss)
+
+    def sharded_loss(model: nn.Module, x: torch.Tensor, num_data: int, beta: float) -> torch.Tensor:
+        rows = shard(torch.arange(len(x), device=x.device), world)
+        scaled = num_data * world.size * len(rows) / len(x)
+        return parallel(x[rows], num_data=int(scaled) if scaled.is_integer() else scaled, beta=beta)
+
+    return sharded_loss

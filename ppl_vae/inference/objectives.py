@@ -26,7 +26,8 @@ from functools import partial
 
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
-from torch.distributions import kl_divergence
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, kl_divergence
+from torch.nn import functional as F
 
 from ppl_vae.errors import ConfigError
 from ppl_vae.models.base import GaussianLatentModel, ProbabilisticModel
@@ -74,9 +75,13 @@ def direct_elbo_loss(model: GaussianLatentModel, x: torch.Tensor, num_data: int 
     scale = 1.0 if num_data is None else num_data / x.shape[0]
     posterior = model.guide_distribution(x)
     z = posterior.rsample() if num_particles == 1 else posterior.rsample((num_particles,))
-    log_likelihood = model.decode(z).log_prob(x).sum()
-    prior = model.prior(x)
+    log_likelihood = _log_likelihood_sum(model.decode(z), x)
     kl = None
+    if estimator == "meanfield" and type(model).prior is GaussianLatentModel.prior:
+        kl = _kl_to_standard_normal_sum(posterior)
+        if kl is not None:
+            return -scale * (log_likelihood - beta * num_particles * kl) / num_particles
+    prior = model.prior(x)
     if estimator == "meanfield":
         if num_particles > 1:  # as Pyro's particle plate does; it decides which KL rules apply
             shape = (num_particles, *posterior.batch_shape)
@@ -88,6 +93,28 @@ def direct_elbo_loss(model: GaussianLatentModel, x: torch.Tensor, num_data: int 
     if kl is None:
         kl = (posterior.log_prob(z) - prior.log_prob(z)).sum()
     return -scale * (log_likelihood - beta * kl) / num_particles
+
+
+def _log_likelihood_sum(likelihood: Distribution, x: torch.Tensor) -> torch.Tensor:
+    """``likelihood.log_prob(x).sum()``; for independent Bernoulli pixels, one fused kernel."""
+    base = likelihood.base_dist if isinstance(likelihood, Independent) else None
+    if isinstance(base, Bernoulli) and "logits" in base.__dict__:
+        return -F.binary_cross_entropy_with_logits(base.logits, x.expand_as(base.logits),
+                                                   reduction="sum")
+    return likelihood.log_prob(x).sum()
+
+
+def _kl_to_standard_normal_sum(posterior: Distribution) -> torch.Tensor | None:
+    """Sum of KL(q || N(0, I)) over the batch for a diagonal Gaussian q, else None.
+
+    The same value as ``kl_divergence(q, p).sum()`` with fewer kernels:
+    ``sum (loc^2 + scale^2 - 1) / 2 - log scale``.
+    """
+    base = posterior.base_dist if isinstance(posterior, Independent) else None
+    if not (isinstance(base, Normal) and posterior.reinterpreted_batch_ndims == 1):
+        return None
+    loc, scale = base.loc, base.scale
+    return 0.5 * (loc.pow(2) + scale.pow(2) - 1.0).sum() - scale.log().sum()
 
 
 def has_direct_elbo(model: ProbabilisticModel) -> bool:

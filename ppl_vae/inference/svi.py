@@ -42,11 +42,14 @@ from ppl_vae.checkpoint import (
 from ppl_vae.data import binarize, check_binarize_mode
 from ppl_vae.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingInterrupted
 from ppl_vae.inference.likelihood import elbo_terms
-from ppl_vae.inference.objectives import ELBO_ESTIMATORS, ENGINES, make_loss
+from ppl_vae.inference.distributed import barrier, current_world, data_parallel_loss, mean_over_processes
+from ppl_vae.inference.objectives import ELBO_ESTIMATORS, ENGINES, has_direct_elbo, make_loss
 from ppl_vae.models.base import ProbabilisticModel, check_batch, check_device, check_values
 
 
 METRICS_NAME = "metrics.jsonl"
+# Separates the seeds of epochs (data order) and of resumed runs (noise) in distributed training.
+_RESUME_SEED_STRIDE = 100_003
 
 
 @dataclass(frozen=True)
@@ -314,19 +317,25 @@ def train(
     if test_x is not None:
         _check_inputs(model, test_x, "test_x", config.binarize)
         test_eval = evaluation_data(test_x, config.binarize, config.seed)
+    world = current_world()
     out_path = Path(out_dir) if out_dir is not None else None
     if out_path is not None:
-        _prepare_out_dir(out_path, model, resume, overwrite)
+        if world.is_main:
+            _prepare_out_dir(out_path, model, resume, overwrite)
+        barrier(world)
     elif resume:
         raise ConfigError("resume=True needs the out_dir that holds the checkpoint")
     if progress is None:
         progress = sys.stderr.isatty()
 
-    pyro.set_rng_seed(config.seed)
+    pyro.set_rng_seed(config.seed + world.rank)
     model.sync_param_store()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     loss_fn = make_loss(model, config.elbo, config.num_particles, config.engine)
     num_train = train_x.shape[0]
+    if world.size > 1:
+        loss_fn = data_parallel_loss(model, loss_fn, num_train, config.batch_size, world,
+                                     even_split_needed=not has_direct_elbo(model))
     steps_per_epoch = math.ceil(num_train / config.batch_size)
     result = TrainResult()
     start_epoch, elapsed, partial = 0, 0.0, None
@@ -338,8 +347,11 @@ def train(
         check_same_config(asdict(config), saved, "training configuration")
         model.load_state_dict(checkpoint["model_state"])
         optimizer.load_state_dict(checkpoint["optimizer_state"])
-        _set_rng_state(checkpoint["rng_state"])
         start_epoch = checkpoint["epoch"]
+        if world.size == 1:
+            _set_rng_state(checkpoint["rng_state"])
+        else:  # fresh, distinct noise per process (the checkpoint holds rank 0's stream only)
+            pyro.set_rng_seed(config.seed + world.rank + _RESUME_SEED_STRIDE * start_epoch)
         result.history = list(checkpoint["history"])
         elapsed = checkpoint.get("elapsed", result.history[-1]["wall_time"] if result.history else 0.0)
         partial = checkpoint.get("partial_epoch")
@@ -399,14 +411,21 @@ def train(
                initial=start_epoch, total=config.epochs, dynamic_ncols=True)
     started = time.perf_counter() - elapsed
     model.train()
-    with pyro.validation_enabled(False), _deferred_signals() as received:
+    # Under torchrun the launcher handles signals for all processes.
+    signals = _deferred_signals() if world.size == 1 else contextlib.nullcontext([])
+    with pyro.validation_enabled(False), signals as received:
         for epoch in bar:
             # A checkpoint taken inside an epoch replays the epoch's shuffle and binarization.
             epoch_rng = partial["epoch_rng_state"] if partial else _rng_state()
             if partial:
                 _set_rng_state(epoch_rng)
             epoch_data = binarize(train_x) if config.binarize == "dynamic" else train_data
-            batches = torch.randperm(num_train, device=train_x.device).split(config.batch_size)
+            if world.size == 1:
+                order = torch.randperm(num_train, device=train_x.device)
+            else:  # one order for every process, so that their shards partition each batch
+                shuffle = torch.Generator().manual_seed(config.seed * _RESUME_SEED_STRIDE + epoch)
+                order = torch.randperm(num_train, generator=shuffle).to(train_x.device)
+            batches = order.split(config.batch_size)
             first_step, loss_sum = 0, train_x.new_zeros(())
             if partial:
                 _set_rng_state(partial["rng_state"])
@@ -422,7 +441,7 @@ def train(
                 optimizer.step()
                 loss_sum = loss_sum + loss.detach()
                 if (step + 1) % config.log_every == 0 or step + 1 == steps_per_epoch:
-                    running = loss_sum.item() / (step + 1)
+                    running = mean_over_processes(loss_sum, world).item() / (step + 1)
                     if not (math.isfinite(running) and _parameters_finite(model)):
                         _diverged(epoch, step, config, result)
                     bar.set_postfix(elbo=f"{-running / num_train:.2f}", refresh=False)
@@ -436,7 +455,7 @@ def train(
                 "train_elbo": -running / num_train,
                 "beta": beta,
             }
-            if test_x is not None:
+            if test_x is not None and world.is_main:
                 model.eval()
                 terms = elbo_terms(model, test_eval, config.eval_num_samples)
                 model.train()
@@ -450,7 +469,8 @@ def train(
             record["wall_time"] = time.perf_counter() - started
             result.history.append(record)
             last = epoch + 1 == config.epochs
-            if out_path is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
+            if (out_path is not None and world.is_main
+                    and ((epoch + 1) % config.checkpoint_every == 0 or last)):
                 save(epoch + 1)
             if received and not last:
                 stop(received[0], epoch + 1, 0, None)
