@@ -44,7 +44,7 @@ from ppl_vae import VAE, LinearGaussian, SVIConfig, load_dataset, resolve_device
 from ppl_vae.inference import elbo, elbo_terms, evaluation_data, iwae, naive_prior
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
-OUT = Path(__file__).resolve().parent / "outputs" / "02_marginal_likelihood"
+OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "02_marginal_likelihood"
 OUT.mkdir(parents=True, exist_ok=True)
 device = resolve_device("auto")
 pyro.set_rng_seed(0)

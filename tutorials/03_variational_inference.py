@@ -54,7 +54,7 @@ from ppl_vae.inference import elbo_terms, evaluation_data
 from ppl_vae.plotting import image_grid
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
-OUT = Path(__file__).resolve().parent / "outputs" / "03_variational_inference"
+OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "03_variational_inference"
 OUT.mkdir(parents=True, exist_ok=True)
 device = resolve_device("auto")
 pyro.set_rng_seed(0)

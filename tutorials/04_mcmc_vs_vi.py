@@ -50,7 +50,7 @@ from ppl_vae.inference.diagnostics import plot_pair, plot_trace
 from ppl_vae.plotting import plot_posterior_comparison
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
-OUT = Path(__file__).resolve().parent / "outputs" / "04_mcmc_vs_vi"
+OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "04_mcmc_vs_vi"
 OUT.mkdir(parents=True, exist_ok=True)
 device = resolve_device("auto")
 pyro.set_rng_seed(0)

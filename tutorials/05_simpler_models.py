@@ -63,7 +63,7 @@ from ppl_vae import (
 from ppl_vae.plotting import image_grid
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
-OUT = Path(__file__).resolve().parent / "outputs" / "05_simpler_models"
+OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "05_simpler_models"
 OUT.mkdir(parents=True, exist_ok=True)
 device = resolve_device("auto")
 pyro.set_rng_seed(0)

@@ -66,7 +66,7 @@ from ppl_vae.models.gan import GAN, GANConfig, invert_generator, train_gan
 from ppl_vae.plotting import image_grid, plot_posterior_comparison
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
-OUT = Path(__file__).resolve().parent / "outputs" / "07_vae_gan_flow"
+OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "07_vae_gan_flow"
 OUT.mkdir(parents=True, exist_ok=True)
 device = resolve_device("auto")
 pyro.set_rng_seed(0)

@@ -47,7 +47,7 @@ from ppl_vae.inference.latents import active_units, kl_per_dimension
 from ppl_vae.plotting import image_grid
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
-OUT = Path(__file__).resolve().parent / "outputs" / "08_latent_dimension"
+OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "08_latent_dimension"
 OUT.mkdir(parents=True, exist_ok=True)
 device = resolve_device("auto")
 pyro.set_rng_seed(0)

@@ -57,7 +57,7 @@ from ppl_vae.plotting import image_grid
 from ppl_vae.synthetic import FACTOR_NAMES, FACTOR_RANGES, render_glyphs
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
-OUT = Path(__file__).resolve().parent / "outputs" / "10_beta_disentanglement"
+OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "10_beta_disentanglement"
 OUT.mkdir(parents=True, exist_ok=True)
 device = resolve_device("auto")
 pyro.set_rng_seed(0)

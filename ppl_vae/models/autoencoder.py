@@ -26,7 +26,6 @@ log-likelihood either, because the flat prior does not normalize.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -36,15 +35,9 @@ from torch import nn
 from torch.distributions import constraints
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.models.base import (
-    LIKELIHOODS,
-    ProbabilisticModel,
-    check_batch,
-    check_positive_int,
-    data_plate,
-)
-from ppl_vae.models.networks import Decoder, mlp
-from ppl_vae.models.vae import GaussianObservation
+from ppl_vae.models.base import ProbabilisticModel, check_batch, data_plate
+from ppl_vae.models.networks import mlp
+from ppl_vae.models.neural import NeuralLikelihoodMixin
 
 
 class FlatPrior(dist.ImproperUniform):
@@ -98,7 +91,7 @@ class PointEncoder(nn.Module):
         return self.net(x)
 
 
-class Autoencoder(ProbabilisticModel):
+class Autoencoder(NeuralLikelihoodMixin, ProbabilisticModel):
     """A deterministic autoencoder with the networks of a :class:`~ppl_vae.models.VAE`.
 
     Parameters
@@ -142,42 +135,8 @@ class Autoencoder(ProbabilisticModel):
         name: str = "autoencoder",
     ) -> None:
         super().__init__()
-        check_positive_int(data_dim, "data_dim")
-        check_positive_int(latent_dim, "latent_dim")
-        hidden_dims = tuple(hidden_dims)
-        for width in hidden_dims:
-            check_positive_int(width, "every hidden dimension")
-        if likelihood not in LIKELIHOODS:
-            raise ConfigError(
-                f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)}"
-            )
-        if not observation_scale > 0:
-            raise ConfigError(f"observation_scale must be positive; got {observation_scale!r}")
-        self.data_dim = data_dim
-        self.latent_dim = latent_dim
-        self.hidden_dims = hidden_dims
-        self.likelihood = likelihood
-        self.activation = activation
-        self.pyro_name = name
-        self.encoder = PointEncoder(data_dim, latent_dim, hidden_dims, activation)
-        self.decoder = Decoder(latent_dim, data_dim, hidden_dims[::-1], activation)
-        if likelihood == "gaussian":
-            self.observation = GaussianObservation(observation_scale, learn_observation_scale)
-        self._observation_config = {
-            "observation_scale": float(observation_scale),
-            "learn_observation_scale": bool(learn_observation_scale),
-        }
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "data_dim": self.data_dim,
-            "latent_dim": self.latent_dim,
-            "hidden_dims": list(self.hidden_dims),
-            "likelihood": self.likelihood,
-            "activation": self.activation,
-            "name": self.pyro_name,
-            **self._observation_config,
-        }
+        self._build(PointEncoder, data_dim, latent_dim, hidden_dims, likelihood,
+                    observation_scale, learn_observation_scale, activation, name)
 
     # ----- the Pyro programs ---------------------------------------------------
 
@@ -199,9 +158,8 @@ class Autoencoder(ProbabilisticModel):
             since the latent site's log-density ratio is 0.
         """
         check_batch(x, self.data_dim, "Autoencoder.model")
-        self._register("decoder", self.decoder)
-        if self.likelihood == "gaussian":
-            self._register("observation", self.observation)
+        for suffix, module in self.generative_modules().items():
+            self._register(suffix, module)
         with data_plate(x, num_data):
             z = pyro.sample("z", FlatPrior(self.latent_dim, (x.shape[0],)))
             pyro.sample("x", self.decode(z), obs=x)
@@ -234,14 +192,6 @@ class Autoencoder(ProbabilisticModel):
         check_batch(x, self.data_dim, "Autoencoder.encode")
         codes = self.encoder(x)
         return codes, torch.zeros_like(codes)
-
-    def decode(self, z: torch.Tensor) -> dist.TorchDistribution:
-        """The likelihood p(x | z): event shape ``(data_dim,)``, batch shape ``z.shape[:-1]``."""
-        out = self.decoder(z)
-        if self.likelihood == "bernoulli":
-            # Grey values in [0, 1] are allowed, as for the VAE (checked once by check_values).
-            return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
-        return dist.Normal(out, self.observation()).to_event(1)
 
     def sample(self, num_samples: int, mean: bool = True) -> torch.Tensor:
         """Not defined: an autoencoder has no prior over codes to draw from.
