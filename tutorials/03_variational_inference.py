@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 3. Variational inference and the ELBO
 #
-# *Run time: about 2.5 minutes on a 2-core CPU (`PPL_VAE_SMOKE=1`: a few seconds).*
+# *Run time: about 50 seconds on an idle 2-core CPU (measured: 49 s; `PPL_VAE_SMOKE=1`: seconds).*
 #
 # The evidence p_θ(x) = ∫ p_θ(x | z) p(z) dz has no closed form when the
 # decoder is a neural network, so neither does the posterior

@@ -1,8 +1,7 @@
 # %% [markdown]
 # # 5. Simpler models, exact inference
 #
-# *Run time: about 2 minutes on a 2-core CPU (2.5 minutes measured while other jobs shared its
-# cores; `PPL_VAE_SMOKE=1`: about 15 seconds).*
+# *Run time: about 30 seconds on an idle 2-core CPU (measured: 29 s; `PPL_VAE_SMOKE=1`: seconds).*
 #
 # Tutorials 3 and 4 met the intractable posterior of a VAE with two answers:
 # approximate it (variational inference) or sample it (MCMC). There is a

@@ -1,8 +1,7 @@
 # %% [markdown]
 # # 6. A VAE against a plain autoencoder
 #
-# *Run time: about 1.5 minutes on an idle 2-core CPU (it needs 80 s of CPU time; 3.2 and 4.3
-# minutes measured while other jobs shared the cores; `PPL_VAE_SMOKE=1`: about 15 seconds).*
+# *Run time: about 50 seconds on an idle 2-core CPU (measured: 50 s; `PPL_VAE_SMOKE=1`: seconds).*
 #
 # An autoencoder squeezes each image through a short code and is trained to
 # get the image back: encoder e(x) → code z → decoder g(z) → x̂, with a

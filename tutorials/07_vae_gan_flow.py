@@ -1,8 +1,7 @@
 # %% [markdown]
 # # 7. The VAE against GANs and normalizing flows
 #
-# *Run time: about 2 minutes on a 2-core CPU (5 minutes measured while other jobs shared its
-# cores; `PPL_VAE_SMOKE=1`: about 10 seconds).*
+# *Run time: about 1.5 minutes on an idle 2-core CPU (measured: 90 s; `PPL_VAE_SMOKE=1`: seconds).*
 #
 # Texts on latent variable models often end with two comparison tables: the VAE
 # against the generative adversarial network (GAN), and the VAE against

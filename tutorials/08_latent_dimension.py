@@ -1,8 +1,7 @@
 # %% [markdown]
 # # 8. How many latent dimensions?
 #
-# *Run time: about 4.5 minutes on a 2-core CPU, measured with one thread while other jobs
-# shared the machine (training took 3.8 of them; `PPL_VAE_SMOKE=1`: about 10 seconds).*
+# *Run time: about 2.4 minutes on an idle 2-core CPU (measured: 146 s; `PPL_VAE_SMOKE=1`: seconds).*
 #
 # A 28 × 28 digit has 784 pixels, and a VAE squeezes each image through a code
 # z of `latent_dim` numbers. Exercise 2 of the text asks why one would pick

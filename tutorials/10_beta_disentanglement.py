@@ -1,8 +1,7 @@
 # %% [markdown]
 # # 10. β and disentanglement
 #
-# *Run time: about 2 minutes on a 2-core CPU (1.6 and 2.3 minutes measured while other
-# jobs shared it: four trainings of 22-35 s each; `PPL_VAE_SMOKE=1`: a few seconds).*
+# *Run time: about 1 minute on an idle 2-core CPU (measured: 60 s; `PPL_VAE_SMOKE=1`: seconds).*
 #
 # The picture at the start of the text explains a handwritten "7" by a few
 # hidden causes: which digit it is, how slanted, how thick the pen, how
