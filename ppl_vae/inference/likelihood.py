@@ -23,11 +23,16 @@ import pyro
 import torch
 from pyro import poutine
 
+from ppl_vae.inference.objectives import has_direct_elbo
 from ppl_vae.inference.streaming import RunningLogMeanExp, RunningMean
 from ppl_vae.models.base import ProbabilisticModel, check_has_prior, check_points, check_positive_int
 
 #: Largest number of decoder outputs (particles x points x data_dim) held at once.
-MAX_CHUNK_ELEMENTS = 2**24
+#: 2^21 (8 MiB of float32 per tensor) is the fastest on CPUs, where passes that stay in
+#: cache beat larger ones (IWAE K = 5,000 on mnist5k: 2^21 about 1.9x faster than 2^24);
+#: GPUs want large passes and use 2^24.
+MAX_CHUNK_ELEMENTS = 2**21
+MAX_CHUNK_ELEMENTS_CUDA = 2**24
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,19 @@ def log_importance_weights(
     return sum(log_density_terms(model, guide, x, num_samples).values())
 
 
+@torch.no_grad()
+def _direct_log_weights(model: ProbabilisticModel, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """:func:`log_importance_weights` of the model's own programs, without tracing them.
+
+    For models whose programs :func:`~ppl_vae.inference.objectives.has_direct_elbo`
+    transcribes: the same draws (z = q.rsample((K,))) and densities as the Pyro
+    traces, at a fraction of the per-pass cost.
+    """
+    posterior = model.guide_distribution(x)
+    z = posterior.rsample((num_samples,))
+    return model.decode(z).log_prob(x) + model.prior(x).log_prob(z) - posterior.log_prob(z)
+
+
 def _is_subsample(site: dict) -> bool:
     return type(site["fn"]).__name__ == "_Subsample"
 
@@ -144,10 +162,11 @@ def _is_subsample(site: dict) -> bool:
 def _chunks(model: ProbabilisticModel, x: torch.Tensor, num_samples: int):
     """Yield ``(rows, particles)`` pieces so that no pass holds more than MAX_CHUNK_ELEMENTS."""
     per_point = max(model.data_dim, model.latent_dim)
-    rows = max(1, min(x.shape[0], MAX_CHUNK_ELEMENTS // per_point))
+    limit = MAX_CHUNK_ELEMENTS_CUDA if x.device.type == "cuda" else MAX_CHUNK_ELEMENTS
+    rows = max(1, min(x.shape[0], limit // per_point))
     for start in range(0, x.shape[0], rows):
         batch = x[start:start + rows]
-        particles = max(1, min(num_samples, MAX_CHUNK_ELEMENTS // (per_point * batch.shape[0])))
+        particles = max(1, min(num_samples, limit // (per_point * batch.shape[0])))
         yield slice(start, start + batch.shape[0]), [particles] * (num_samples // particles) + (
             [num_samples % particles] if num_samples % particles else []
         )
@@ -172,7 +191,10 @@ def _estimate(model: ProbabilisticModel, x: torch.Tensor, num_samples: int,
         row_guide = _row_guide(model, guide, rows)
         running = accumulator()
         for k in pieces:
-            running.update(log_importance_weights(model.model, row_guide, x[rows], k))
+            if guide is None and has_direct_elbo(model):
+                running.update(_direct_log_weights(model, x[rows], k))
+            else:
+                running.update(log_importance_weights(model.model, row_guide, x[rows], k))
         value, error = running.result(x.dtype)
         values.append(value)
         errors.append(error)

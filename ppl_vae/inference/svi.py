@@ -419,7 +419,8 @@ def train(
             epoch_rng = partial["epoch_rng_state"] if partial else _rng_state()
             if partial:
                 _set_rng_state(epoch_rng)
-            epoch_data = binarize(train_x) if config.binarize == "dynamic" else train_data
+            # train_x was checked once above; binarize() would re-check it every epoch.
+            epoch_data = torch.bernoulli(train_x) if config.binarize == "dynamic" else train_data
             if world.size == 1:
                 order = torch.randperm(num_train, device=train_x.device)
             else:  # one order for every process, so that their shards partition each batch
