@@ -157,7 +157,19 @@ def sync_param_store(prefix: str, module: nn.Module) -> None:
             del store[key]
 
 
-class ProbabilisticModel(nn.Module):
+class ParameterPlacement:
+    """``device`` and ``dtype`` of a module: those of its first parameter."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+
+class ProbabilisticModel(ParameterPlacement, nn.Module):
     """Base class: Pyro registration, the rebuild dictionary, sampling and reconstruction."""
 
     #: Prefix of this model's entries in Pyro's parameter store.
@@ -218,13 +230,6 @@ class ProbabilisticModel(nn.Module):
         loc, _ = self.encode(x)
         return self.decode(loc).mean
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
 
 
 class GaussianLatentModel(ProbabilisticModel):

@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ppl_vae.errors import ConfigError, DataError
-from ppl_vae.models.base import check_batch, check_positive_int, check_values
+from ppl_vae.models.base import ParameterPlacement, check_batch, check_positive_int, check_values
 from ppl_vae.models.networks import mlp
 
 #: Output nonlinearities of the generator: grey levels in [0, 1], or unbounded values.
@@ -79,7 +79,7 @@ class GANConfig:
             raise ConfigError(f"betas must be two numbers in [0, 1); got {self.betas!r}")
 
 
-class GAN(nn.Module):
+class GAN(ParameterPlacement, nn.Module):
     """Generator and discriminator of a GAN.
 
     Parameters
@@ -146,13 +146,6 @@ class GAN(nn.Module):
                 "activation": self.activation, "output": self.output,
                 "discriminator_dropout": self.discriminator_dropout}
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
         """G(z): data points for codes ``z`` of shape ``(..., latent_dim)``; shape ``(..., data_dim)``."""
