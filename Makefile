@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 OUT ?= runs/demo
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test test-all venv
+.PHONY: demo test test-all venv bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -31,3 +31,9 @@ test: $(STAMP)
 ## Everything, slow tests included.
 test-all: $(STAMP)
 	$(PYTHON) -m pytest -q
+
+## Speed against named baselines (needs `make demo` first for the trained model); JSON in runs/bench.
+bench: $(STAMP)
+	mkdir -p runs/bench
+	$(PYTHON) benchmarks/svi_throughput.py --out runs/bench/svi.json
+	$(PYTHON) benchmarks/iwae_evaluation.py --checkpoint $(OUT) --out runs/bench/iwae.json
