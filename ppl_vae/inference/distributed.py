@@ -81,20 +81,20 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
-def shard(rows: torch.Tensor, world: World) -> torch.Tensor:
-    """This process's contiguous share of a global batch of row indices.
+def shard(batch: torch.Tensor, world: World) -> torch.Tensor:
+    """This process's contiguous share of the rows of a global batch (a view, no copy).
 
     Raises
     ------
     ConfigError
         If the batch has fewer rows than there are processes.
     """
-    if len(rows) < world.size:
+    if len(batch) < world.size:
         raise ConfigError(
-            f"a minibatch of {len(rows)} rows cannot be split over {world.size} processes; "
+            f"a minibatch of {len(batch)} rows cannot be split over {world.size} processes; "
             "raise batch_size or use fewer processes"
         )
-    return rows.tensor_split(world.size)[world.rank]
+    return batch.tensor_split(world.size)[world.rank]
 
 
 class ELBOModule(nn.Module):
@@ -179,8 +179,8 @@ def data_parallel_loss(model: nn.Module, loss, num_data: int, batch_size: int, w
     parallel = wrap(model, loss)
 
     def sharded_loss(model: nn.Module, x: torch.Tensor, num_data: int, beta: float) -> torch.Tensor:
-        rows = shard(torch.arange(len(x), device=x.device), world)
-        scaled = num_data * world.size * len(rows) / len(x)
-        return parallel(x[rows], num_data=int(scaled) if scaled.is_integer() else scaled, beta=beta)
+        part = shard(x, world)
+        scaled = num_data * world.size * len(part) / len(x)
+        return parallel(part, num_data=int(scaled) if scaled.is_integer() else scaled, beta=beta)
 
     return sharded_loss

@@ -186,15 +186,14 @@ def _estimate(model: ProbabilisticModel, x: torch.Tensor, num_samples: int,
     check_has_prior(model, where)
     check_points(model, x, where)
     check_positive_int(num_samples, "num_samples")
+    direct = guide is None and has_direct_elbo(model)
     values, errors = [], []
     for rows, pieces in _chunks(model, x, num_samples):
-        row_guide = _row_guide(model, guide, rows)
+        batch, row_guide = x[rows], _row_guide(model, guide, rows)
         running = accumulator()
         for k in pieces:
-            if guide is None and has_direct_elbo(model):
-                running.update(_direct_log_weights(model, x[rows], k))
-            else:
-                running.update(log_importance_weights(model.model, row_guide, x[rows], k))
+            running.update(_direct_log_weights(model, batch, k) if direct
+                           else log_importance_weights(model.model, row_guide, batch, k))
         value, error = running.result(x.dtype)
         values.append(value)
         errors.append(error)
