@@ -30,7 +30,7 @@ def ppca_and_points():
     return model, model.marginal().sample((4,)).detach()
 
 
-@pytest.mark.parametrize("scheme", ["joint", "per_point"])
+@pytest.mark.parametrize("scheme", ["batched", "joint", "per_point"])
 def test_nuts_recovers_the_exact_posterior_of_several_points(ppca_and_points, scheme):
     model, x = ppca_and_points
     x = x if scheme == "joint" else x[:2]
@@ -57,17 +57,18 @@ def test_nuts_recovers_the_exact_posterior_of_several_points(ppca_and_points, sc
 
 def test_parallel_and_sequential_chains_give_identical_draws(ppca_and_points):
     model, x = ppca_and_points
-    settings = {"num_samples": 30, "warmup_steps": 20, "num_chains": 2, "seed": 3}
+    settings = {"num_samples": 30, "warmup_steps": 20, "num_chains": 2, "seed": 3, "scheme": "joint"}
     parallel = sample_posterior(model, x, NUTSConfig(parallel=True, **settings))
     sequential = sample_posterior(model, x, NUTSConfig(parallel=False, **settings))
     assert torch.equal(parallel.samples, sequential.samples)
     assert not torch.equal(parallel.samples[0], parallel.samples[1]), "chains must differ"
 
 
-def test_sample_stats_have_one_value_per_chain_draw_and_point(ppca_and_points):
+@pytest.mark.parametrize("scheme", ["batched", "joint"])
+def test_sample_stats_have_one_value_per_chain_draw_and_point(ppca_and_points, scheme):
     model, x = ppca_and_points
     result = sample_posterior(model, x, NUTSConfig(num_samples=25, warmup_steps=25, num_chains=2,
-                                                    parallel=False))
+                                                    parallel=False, scheme=scheme))
     assert result.samples.shape == (2, 25, 4, 2)
     for name, stat in result.sample_stats.items():
         assert stat.shape == (2, 25, 4), name
@@ -77,6 +78,10 @@ def test_sample_stats_have_one_value_per_chain_draw_and_point(ppca_and_points):
     assert bool((steps <= 2**depth - 1).all())
     accept = result.sample_stats["acceptance_rate"]
     assert bool(((accept >= 0) & (accept <= 1 + 1e-9)).all())
+    step_size = result.sample_stats["step_size"]
+    # The points of a joint run share their chain's step size; batched chains adapt their own.
+    shared = bool((step_size.amax(-1) == step_size.amin(-1)).all())
+    assert shared == (scheme == "joint")
 
 
 def test_the_decoder_is_untouched_and_the_param_store_stays_empty():

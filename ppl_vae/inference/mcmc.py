@@ -6,14 +6,21 @@ samples z from
 
     p(z | x)  proportional to  N(z; 0, I) p(x | z)
 
-with Pyro's ``NUTS`` kernel on the potential ``-log p(x, z)``. Given the
-decoder, the posteriors of different data points are independent, so they can
-be sampled in one joint run over all points (``scheme="joint"``: one step
-size and trajectory length, set by the hardest point, and far less Python
-overhead per point) or one run per point (``scheme="per_point"``: each point
-adapts its own step size). Chains are seeded ``seed + chain`` and run in
-separate processes when there are cores to spare; every chain runs with one
-torch thread, so both paths give bit-identical draws.
+on the potential ``-log p(x, z)``. Given the decoder, the posteriors of
+different data points are independent. Three schemes sample them:
+
+* ``"batched"`` (default): every chain of every point is its own NUTS chain
+  (own step size, mass matrix and trajectory), all advanced together with one
+  batched gradient per leapfrog step (:mod:`ppl_vae.inference.batched_nuts`);
+  the encoder's variances are the initial inverse mass matrix.
+* ``"joint"``: Pyro's ``NUTS`` on all points at once, one step size and one
+  U-turn criterion for all, set by the hardest point.
+* ``"per_point"``: one Pyro ``NUTS`` run per point, the textbook baseline.
+
+For the Pyro schemes, chains are seeded ``seed + chain`` and run in separate
+processes when there are cores to spare; every chain runs with one torch
+thread, so both paths give bit-identical draws. The batched scheme runs all
+chains in this process with torch's threads, seeded by ``seed``.
 
 NUTS is recommended for small latent spaces (2 to 10 dimensions per point):
 it works for any dimension, but its cost grows quickly with it.
@@ -37,11 +44,12 @@ import torch
 from pyro.infer.mcmc import NUTS
 
 from ppl_vae.errors import ConfigError
+from ppl_vae.inference.batched_nuts import batched_nuts
 from ppl_vae.inference.likelihood import log_joint
 from ppl_vae.models import ProbabilisticModel, build_model
 from ppl_vae.models.base import check_batch, check_has_prior, check_positive_int
 
-SCHEMES = ("joint", "per_point")
+SCHEMES = ("batched", "joint", "per_point")
 
 #: Above this many latent dimensions per point NUTS still works but gets slow.
 RECOMMENDED_MAX_LATENT_DIM = 10
@@ -59,13 +67,14 @@ class NUTSConfig:
         Draws kept per chain, and adaptation steps discarded before them.
     num_chains : int
         Independent chains, seeded ``seed + chain``.
-    scheme : {"joint", "per_point"}
-        One NUTS run over all points at once, or one run per point.
+    scheme : {"batched", "joint", "per_point"}
+        Independent chains in lock step (default), one Pyro NUTS run over all
+        points at once, or one Pyro NUTS run per point.
     parallel : bool or None
-        Run chains in separate processes; by default when the machine has
-        more than one core and there is more than one chain (CPU only).
+        Pyro schemes: run chains in separate processes; by default when the
+        machine has more than one core and there is more than one chain (CPU only).
     target_accept_prob, max_tree_depth
-        Passed to Pyro's ``NUTS``.
+        Step-size adaptation target and the cap on trajectory doublings.
     init_scale : float
         Chains start at ``mu(x) + init_scale * sigma(x) * eps`` from the encoder,
         overdispersed so that R-hat can detect chains that have not mixed.
@@ -75,7 +84,7 @@ class NUTSConfig:
     num_samples: int = 1000
     warmup_steps: int = 500
     num_chains: int = 4
-    scheme: str = "joint"
+    scheme: str = "batched"
     parallel: bool | None = None
     target_accept_prob: float = 0.8
     max_tree_depth: int = 10
@@ -107,6 +116,8 @@ class MCMCResult:
     config : NUTSConfig
     wall_time : float
         Seconds for the whole run, all chains.
+    point_index : list of int
+        Labels of the points.
     """
 
     samples: torch.Tensor
@@ -182,16 +193,18 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _frozen_copy(task: _ChainTask) -> ProbabilisticModel:
-    model = build_model(task.model_class, task.model_config).to(task.x.device, task.x.dtype)
-    model.load_state_dict(task.model_state)
+def _frozen_copy(model_class: str, model_config: dict[str, Any], model_state: dict[str, torch.Tensor],
+                 like: torch.Tensor) -> ProbabilisticModel:
+    """A copy of the model whose weights take no gradient, on ``like``'s device and dtype."""
+    model = build_model(model_class, model_config).to(like.device, like.dtype)
+    model.load_state_dict(model_state)
     return model.requires_grad_(False).eval()
 
 
 def _run_chain(task: _ChainTask) -> tuple[torch.Tensor, torch.Tensor]:
     """One chain over every group of points; draws (S, P, L) and stats (S, P, len(STAT_NAMES))."""
     config = task.config
-    model = _frozen_copy(task)
+    model = _frozen_copy(task.model_class, task.model_config, task.model_state, task.x)
     num_points, latent_dim = task.init.shape
     draws = task.x.new_zeros(config.num_samples, num_points, latent_dim)
     stats = torch.zeros(config.num_samples, num_points, len(STAT_NAMES), dtype=torch.float64)
@@ -217,6 +230,35 @@ def _run_chain(task: _ChainTask) -> tuple[torch.Tensor, torch.Tensor]:
             stats[:, rows] = kernel_stats[:, None, :]
             kernel.cleanup()
     return draws, stats
+
+
+def _run_batched(model: ProbabilisticModel, x: torch.Tensor, inits: list[torch.Tensor],
+                 config: NUTSConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """All chains of all points as independent NUTS chains in lock step (chain-major rows)."""
+    frozen = _frozen_copy(type(model).__name__, model.config(),
+                          {k: v.detach() for k, v in model.state_dict().items()}, x)
+    num_chains, num_points = config.num_chains, len(x)
+    x_rows = x.detach().repeat(num_chains, 1)
+
+    def potential(z: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
+        rows = x_rows if len(chains) == len(x_rows) else x_rows[chains]
+        return -log_joint(frozen, rows, z)
+
+    with torch.no_grad():
+        _, scale = model.encode(x)
+    generator = torch.Generator(device=x.device).manual_seed(config.seed)
+    run = batched_nuts(potential, torch.cat(inits), config.num_samples, config.warmup_steps,
+                       inverse_mass=scale.detach().pow(2).repeat(num_chains, 1),
+                       target_accept_prob=config.target_accept_prob,
+                       max_tree_depth=config.max_tree_depth, generator=generator)
+
+    def by_chain(values: torch.Tensor) -> torch.Tensor:  # (C*P, S, ...) -> (C, S, P, ...)
+        return values.reshape(num_chains, num_points, *values.shape[1:]).transpose(1, 2)
+
+    stats = {"diverging": run.diverging, "tree_depth": run.tree_depth, "num_steps": run.num_steps,
+             "step_size": run.step_size[:, None].expand_as(run.acceptance_rate),
+             "acceptance_rate": run.acceptance_rate}
+    return by_chain(run.samples), {name: by_chain(value).cpu() for name, value in stats.items()}
 
 
 def _initial_points(model: ProbabilisticModel, x: torch.Tensor, config: NUTSConfig,
@@ -274,14 +316,19 @@ def sample_posterior(model: ProbabilisticModel, x: torch.Tensor, config: NUTSCon
         warnings.warn(
             f"NUTS on {model.latent_dim} latent dimensions per point is slow; it is recommended "
             f"for 2 to {RECOMMENDED_MAX_LATENT_DIM}", stacklevel=2)
+    inits = [_initial_points(model, x, config, chain) for chain in range(config.num_chains)]
+    index = list(point_index) if point_index is not None else list(range(len(x)))
+    started = time.perf_counter()
+    if config.scheme == "batched":
+        samples, sample_stats = _run_batched(model, x, inits, config)
+        return MCMCResult(samples, sample_stats, config, time.perf_counter() - started, index)
     groups = [list(range(len(x)))] if config.scheme == "joint" else [[i] for i in range(len(x))]
     state = {k: v.detach() for k, v in model.state_dict().items()}
     tasks = [
-        _ChainTask(type(model).__name__, model.config(), state, x.detach(),
-                   _initial_points(model, x, config, chain), groups, config.seed + chain, config)
-        for chain in range(config.num_chains)
+        _ChainTask(type(model).__name__, model.config(), state, x.detach(), init, groups,
+                   config.seed + chain, config)
+        for chain, init in enumerate(inits)
     ]
-    started = time.perf_counter()
     if _use_processes(config, x):
         workers = min(config.num_chains, os.cpu_count() or 1)
         with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context(),
@@ -296,8 +343,7 @@ def sample_posterior(model: ProbabilisticModel, x: torch.Tensor, config: NUTSCon
     sample_stats["diverging"] = sample_stats["diverging"].bool()
     for name in ("tree_depth", "num_steps"):
         sample_stats[name] = sample_stats[name].long()
-    return MCMCResult(samples, sample_stats, config, wall_time,
-                      list(point_index) if point_index is not None else list(range(len(x))))
+    return MCMCResult(samples, sample_stats, config, wall_time, index)
 
 
 def posterior_moments(result: MCMCResult) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,406 @@
+"""NUTS for many independent targets at once: one tree per chain, one batched gradient per step.
+
+The latent posteriors p(z | x_i) of different data points are independent
+given the decoder. One NUTS run over all of them (a joint target) must use a
+single step size and a single U-turn criterion, so the hardest point sets the
+pace of all; one run per point pays Python overhead on every tiny gradient.
+This sampler keeps every chain's NUTS its own (step size, diagonal mass
+matrix, trajectory, U-turns, divergences) and advances all chains together:
+each step takes one leapfrog step in every chain, whatever stage of its own
+tree it is in, so the potential and its gradient are evaluated once per step
+for the whole batch. A chain whose draw is complete starts its next one at
+the following step; nothing waits except at the shared adaptation windows.
+
+The tree is the iterative form of multinomial NUTS used by NumPyro (Phan et
+al., 2019): a trajectory doubles in a random direction; within a new subtree
+leaves are sampled progressively in proportion to exp(-H), the subtree joins
+the trajectory by the biased transition of Betancourt (2017, appendix A.3.2),
+and U-turns of every sub-subtree are checked from momentum checkpoints kept
+at even leaves. Warm-up follows Stan: dual averaging of the step size and a
+diagonal mass matrix re-estimated at the end of each slow window
+(:mod:`ppl_vae.inference.adaptation`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ppl_vae.errors import ConfigError, DataError
+from ppl_vae.inference.adaptation import DualAveraging, RunningVariance, warmup_stages
+
+#: A leaf whose energy exceeds the starting energy by more than this is a divergence (Pyro's and Stan's value).
+MAX_DELTA_ENERGY = 1000.0
+#: Acceptance probability that the initial step-size search aims to cross (Hoffman & Gelman, algorithm 4).
+STEP_SEARCH_ACCEPT = 0.8
+#: The initial step-size search halves or doubles at most this many times.
+MAX_STEP_SEARCH = 60
+
+#: potential(z, chains) -> U(z) = -log density (up to a constant), one value per row.
+#: ``chains`` holds the indices of the chains whose positions are the rows of ``z``.
+Potential = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class BatchedNUTSResult:
+    """Draws and per-draw statistics of every chain.
+
+    Attributes
+    ----------
+    samples : Tensor, shape (chains, num_samples, dim)
+    num_steps : Tensor of int64, shape (chains, num_samples)
+        Leapfrog steps (gradient evaluations) spent on each draw.
+    tree_depth : Tensor of int64, shape (chains, num_samples)
+        Number of trajectory doublings.
+    diverging : Tensor of bool, shape (chains, num_samples)
+    acceptance_rate : Tensor, shape (chains, num_samples)
+        Mean acceptance probability over the draw's leapfrog steps.
+    step_size : Tensor, shape (chains,)
+        Each chain's adapted step size.
+    inverse_mass : Tensor, shape (chains, dim)
+        Each chain's adapted diagonal inverse mass matrix.
+    num_gradient_batches : int
+        Batched potential-and-gradient evaluations of the whole run, warm-up included.
+    """
+
+    samples: torch.Tensor
+    num_steps: torch.Tensor
+    tree_depth: torch.Tensor
+    diverging: torch.Tensor
+    acceptance_rate: torch.Tensor
+    step_size: torch.Tensor
+    inverse_mass: torch.Tensor
+    num_gradient_batches: int
+
+
+def _kinetic(r: torch.Tensor, inverse_mass: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (r * r * inverse_mass).sum(-1)
+
+
+def _is_turning(inverse_mass: torch.Tensor, r_left: torch.Tensor, r_right: torch.Tensor,
+                r_sum: torch.Tensor) -> torch.Tensor:
+    """Generalized no-U-turn criterion (Betancourt 2017, A.4.2), over the last dimension."""
+    r_sum = r_sum - 0.5 * (r_left + r_right)
+    return (((inverse_mass * r_left * r_sum).sum(-1) <= 0)
+            | ((inverse_mass * r_right * r_sum).sum(-1) <= 0))
+
+
+def _checkpoint_tables(max_tree_depth: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each leaf index n of a subtree: the checkpoints whose sub-subtrees end at leaf n.
+
+    ``max`` is the number of set bits of ``n >> 1`` (where an even leaf stores
+    its checkpoint); ``min = max - (trailing ones of n) + 1``, so an even leaf
+    checks nothing (NumPyro's ``_leaf_idx_to_ckpt_idxs``).
+    """
+    leaves = range(2 ** max_tree_depth)
+    idx_max = [bin(n >> 1).count("1") for n in leaves]
+    idx_min = [m - (len(bin(n)) - len(bin(n).rstrip("1"))) + 1 for n, m in zip(leaves, idx_max)]
+    as_tensor = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
+    return as_tensor(idx_min), as_tensor(idx_max)
+
+
+class _Sampler:
+    """The state of all chains' trees; :meth:`step` advances every live chain by one leapfrog step.
+
+    A point of a trajectory is one row ``[z, r, grad U(z), U(z)]`` (width
+    ``3 * dim + 1``), so that copying points between the trajectory's edges,
+    its front and its proposals is one masked operation per copy.
+    """
+
+    def __init__(self, potential: Potential, init: torch.Tensor, inverse_mass: torch.Tensor,
+                 target_accept_prob: float, max_tree_depth: int, generator: torch.Generator | None) -> None:
+        self.potential = potential
+        self.generator = generator
+        self.max_tree_depth = max_tree_depth
+        num_chains, self.dim = init.shape
+        self.all_chains = torch.arange(num_chains, device=init.device)
+        self.inverse_mass = inverse_mass
+        self.num_gradient_batches = 0
+        u, g = self.potential_and_grad(init, self.all_chains)
+        bad = ~(u.isfinite() & g.isfinite().all(-1))
+        if bool(bad.any()):
+            rows = bad.nonzero().flatten().tolist()[:5]
+            raise DataError(f"the log density or its gradient is not finite at the starting point of "
+                            f"chain(s) {rows}; start the chains inside the support of the target")
+        self.current = torch.cat([init, torch.zeros_like(init), g, u[:, None]], -1)
+        self.left, self.right, self.front = (self.current.clone() for _ in range(3))
+        self.proposal, self.sub_proposal = self.current.clone(), self.current.clone()
+        self.step_size = torch.ones(num_chains, dtype=init.dtype, device=init.device)
+        self.iteration = torch.zeros(num_chains, dtype=torch.long, device=init.device)
+        self.ckpt_min, self.ckpt_max = _checkpoint_tables(max_tree_depth, init.device)
+        self.ckpt_slots = torch.arange(max_tree_depth, device=init.device)
+        false = torch.zeros(num_chains, dtype=torch.bool, device=init.device)
+        self.fresh, self.new_subtree, self.going_right = ~false, false.clone(), false.clone()
+        self.sub_turning, self.sub_diverging = false.clone(), false.clone()
+        self.energy0, self.tree_weight, self.sub_weight, self.accept_sum, self.sub_accept_sum = (
+            torch.zeros_like(u) for _ in range(5))
+        self.depth, self.num_steps, self.sub_size = (torch.zeros_like(self.iteration) for _ in range(3))
+        self.r_sum, self.sub_r_sum = torch.zeros_like(init), torch.zeros_like(init)
+        self.r_ckpts = init.new_zeros(num_chains, max_tree_depth, self.dim)
+        self.r_sum_ckpts = init.new_zeros(num_chains, max_tree_depth, self.dim)
+
+    # -- the parts of a packed point ---------------------------------------------------------
+    def _z(self, point: torch.Tensor) -> torch.Tensor:
+        return point[:, :self.dim]
+
+    def _r(self, point: torch.Tensor) -> torch.Tensor:
+        return point[:, self.dim:2 * self.dim]
+
+    def _grad(self, point: torch.Tensor) -> torch.Tensor:
+        return point[:, 2 * self.dim:3 * self.dim]
+
+    def _u(self, point: torch.Tensor) -> torch.Tensor:
+        return point[:, -1]
+
+    @property
+    def z(self) -> torch.Tensor:
+        """Current position of every chain, shape (chains, dim)."""
+        return self._z(self.current)
+
+    # -- random numbers and gradients -------------------------------------------------------
+    def _momentum(self) -> torch.Tensor:
+        noise = torch.randn(self.z.shape, generator=self.generator, dtype=self.z.dtype, device=self.z.device)
+        return noise * self.inverse_mass.rsqrt()
+
+    def _uniform(self) -> torch.Tensor:
+        return torch.rand(self.step_size.shape, generator=self.generator, dtype=self.step_size.dtype,
+                          device=self.step_size.device)
+
+    def potential_and_grad(self, z: torch.Tensor, chains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """U(z) and its gradient for the given chains, one batched evaluation."""
+        self.num_gradient_batches += 1
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            u = self.potential(z, chains)
+            (grad,) = torch.autograd.grad(u.sum(), z)
+        return u.detach(), grad
+
+    def _leapfrog(self, z: torch.Tensor, r: torch.Tensor, g: torch.Tensor, step: torch.Tensor,
+                  inverse_mass: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
+        """One velocity-Verlet step; returns the packed point reached."""
+        step = step[:, None]
+        r = r - 0.5 * step * g
+        z = z + step * inverse_mass * r
+        u, g = self.potential_and_grad(z, chains)
+        return torch.cat([z, r - 0.5 * step * g, g, u[:, None]], -1)
+
+    # -- one leapfrog step of every live chain ------------------------------------------------
+    def step(self, live: torch.Tensor) -> torch.Tensor:
+        """Advance each chain in ``live`` by one leapfrog step of its current tree.
+
+        Returns
+        -------
+        Tensor of bool, shape (chains,)
+            Chains whose draw was completed by this step; their new position is ``self.z``.
+        """
+        where = torch.where
+        if bool((self.fresh & live).any()):
+            self._start_iterations(self.fresh & live)
+        if bool((self.new_subtree & live).any()):
+            self._start_subtrees(self.new_subtree & live)
+        self._advance_front(live)
+        leaf_r = self._r(self.front)
+
+        # The new leaf joins the subtree: progressive sampling in proportion to exp(-H).
+        delta = self._u(self.front) + _kinetic(leaf_r, self.inverse_mass) - self.energy0
+        delta = torch.nan_to_num(delta, nan=math.inf)
+        first = self.sub_size == 0
+        new_sub_weight = where(first, -delta, torch.logaddexp(self.sub_weight, -delta))
+        take = live & (first | (self._uniform() < (-delta - new_sub_weight).exp()))
+        self.sub_proposal = where(take[:, None], self.front, self.sub_proposal)
+        self.sub_weight = where(live, new_sub_weight, self.sub_weight)
+        live_column = live[:, None]
+        self.sub_r_sum = where(live_column, self.sub_r_sum + leaf_r, self.sub_r_sum)
+        self.sub_accept_sum = where(live, self.sub_accept_sum + (-delta).clamp(max=0).exp(), self.sub_accept_sum)
+        self.sub_diverging = live & (delta > MAX_DELTA_ENERGY)
+        self._check_subtree_turning(live, leaf_r)
+        self.sub_size = self.sub_size + live.long()
+
+        done = live & ((self.sub_size == 2 ** self.depth) | self.sub_turning | self.sub_diverging)
+        return self._merge_subtrees(done)
+
+    def _start_iterations(self, start: torch.Tensor) -> None:
+        """Chains starting a draw: fresh momentum, and a trajectory of one point."""
+        r0 = self._momentum()
+        point = self.current.clone()
+        self._r(point).copy_(r0)
+        column = start[:, None]
+        self.left = torch.where(column, point, self.left)
+        self.right = torch.where(column, point, self.right)
+        self.proposal = torch.where(column, point, self.proposal)
+        self.energy0 = torch.where(start, self._u(point) + _kinetic(r0, self.inverse_mass), self.energy0)
+        self.r_sum = torch.where(column, r0, self.r_sum)
+        for counter in (self.tree_weight, self.accept_sum, self.depth, self.num_steps):
+            counter.masked_fill_(start, 0)
+        self.new_subtree = self.new_subtree | start
+        self.fresh = self.fresh & ~start
+
+    def _start_subtrees(self, begin: torch.Tensor) -> None:
+        """Chains starting a doubling: pick its direction; its first leaf grows from that edge."""
+        self.going_right = torch.where(begin, self._uniform() < 0.5, self.going_right)
+        edge = torch.where(self.going_right[:, None], self.right, self.left)
+        self.front = torch.where(begin[:, None], edge, self.front)
+        self.sub_size.masked_fill_(begin, 0)
+        self.sub_r_sum.masked_fill_(begin[:, None], 0)
+        self.sub_accept_sum.masked_fill_(begin, 0)
+        self.new_subtree = self.new_subtree & ~begin
+
+    def _advance_front(self, live: torch.Tensor) -> None:
+        """One leapfrog step from each live chain's front leaf (backwards in time when going left)."""
+        step = torch.where(self.going_right, self.step_size, -self.step_size)
+        front = self.front
+        if bool(live.all()):
+            self.front = self._leapfrog(self._z(front), self._r(front), self._grad(front), step,
+                                        self.inverse_mass, self.all_chains)
+        else:
+            chains = live.nonzero().flatten()
+            moved = front[chains]
+            self.front = front.index_put((chains,), self._leapfrog(
+                self._z(moved), self._r(moved), self._grad(moved), step[chains], self.inverse_mass[chains], chains))
+
+    def _check_subtree_turning(self, live: torch.Tensor, leaf_r: torch.Tensor) -> None:
+        """Store momentum checkpoints at even leaves; check every sub-subtree ending at this leaf."""
+        slots = self.ckpt_slots[None, :]
+        index = self.sub_size.clamp(max=2 ** self.max_tree_depth - 1)
+        low, high = self.ckpt_min[index], self.ckpt_max[index]
+        store = ((live & (self.sub_size % 2 == 0))[:, None] & (slots == high[:, None]))[..., None]
+        self.r_ckpts = torch.where(store, leaf_r[:, None, :], self.r_ckpts)
+        self.r_sum_ckpts = torch.where(store, self.sub_r_sum[:, None, :], self.r_sum_ckpts)
+        span_r_sum = self.sub_r_sum[:, None, :] - self.r_sum_ckpts + self.r_ckpts
+        turning = _is_turning(self.inverse_mass[:, None, :], self.r_ckpts, leaf_r[:, None, :], span_r_sum)
+        in_span = (slots >= low[:, None]) & (slots <= high[:, None])
+        self.sub_turning = live & (turning & in_span).any(-1)
+
+    def _merge_subtrees(self, done: torch.Tensor) -> torch.Tensor:
+        """Finished subtrees join their trajectories; returns the chains whose draw is complete."""
+        where, column = torch.where, done[:, None]
+        self.right = where((done & self.going_right)[:, None], self.front, self.right)
+        self.left = where((done & ~self.going_right)[:, None], self.front, self.left)
+        self.r_sum = where(column, self.r_sum + self.sub_r_sum, self.r_sum)
+        # Biased progressive sampling: move to the new subtree with probability min(1, W_new / W_old).
+        rejected = self.sub_turning | self.sub_diverging
+        move_prob = (self.sub_weight - self.tree_weight).exp().clamp(max=1).masked_fill(rejected, 0)
+        move = done & (self._uniform() < move_prob)
+        self.proposal = where(move[:, None], self.sub_proposal, self.proposal)
+        self.tree_weight = where(done, torch.logaddexp(self.tree_weight, self.sub_weight), self.tree_weight)
+        self.depth = self.depth + done.long()
+        self.accept_sum = where(done, self.accept_sum + self.sub_accept_sum, self.accept_sum)
+        self.num_steps = self.num_steps + where(done, self.sub_size, 0)
+        turning = _is_turning(self.inverse_mass, self._r(self.left), self._r(self.right), self.r_sum)
+        finished = done & (rejected | turning | (self.depth >= self.max_tree_depth))
+        self.new_subtree = self.new_subtree | (done & ~finished)
+        self.fresh = self.fresh | finished
+        self.iteration = self.iteration + finished.long()
+        self.current = where(finished[:, None], self.proposal, self.current)
+        return finished
+
+    # -- step size search -------------------------------------------------------------------
+    def find_reasonable_step_size(self) -> None:
+        """Hoffman & Gelman's heuristic per chain: double or halve until acceptance crosses 0.8."""
+        def accepts() -> torch.Tensor:
+            r = self._momentum()
+            point = self._leapfrog(self.z, r, self._grad(self.current), step, self.inverse_mass, self.all_chains)
+            delta = (self._u(point) + _kinetic(self._r(point), self.inverse_mass)
+                     - self._u(self.current) - _kinetic(r, self.inverse_mass))
+            return torch.nan_to_num(-delta, nan=-math.inf) > math.log(STEP_SEARCH_ACCEPT)
+
+        step = self.step_size
+        grow = accepts()
+        searching = torch.ones_like(grow)
+        for _ in range(MAX_STEP_SEARCH):
+            step = torch.where(searching, torch.where(grow, 2 * step, step / 2), step)
+            searching = searching & (accepts() == grow)
+            if not bool(searching.any()):
+                break
+        self.step_size = step
+
+
+def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, warmup_steps: int, *,
+                 inverse_mass: torch.Tensor | None = None, target_accept_prob: float = 0.8,
+                 max_tree_depth: int = 10, generator: torch.Generator | None = None) -> BatchedNUTSResult:
+    """Run independent NUTS chains in lock step, one batched gradient per leapfrog step.
+
+    Parameters
+    ----------
+    potential : callable ``(z, chains) -> Tensor``
+        ``z`` of shape (n, dim) holds the positions of the chains listed in
+        ``chains`` (int64, shape (n,)); returns the potential energy
+        ``-log density`` of each row, shape (n,). It must be differentiable in ``z``
+        and row ``i`` must depend on ``z[i]`` only.
+    init : Tensor, shape (chains, dim)
+        Starting points; the dtype and device of the whole run.
+    num_samples, warmup_steps : int
+        Draws kept per chain, and adaptation iterations before them.
+    inverse_mass : Tensor, shape (chains, dim), optional
+        Initial diagonal inverse mass matrix (the expected posterior variances);
+        ones by default. Warm-up re-estimates it.
+    target_accept_prob : float
+        Target of the step-size adaptation.
+    max_tree_depth : int
+        At most ``2**max_tree_depth - 1`` leapfrog steps per draw.
+    generator : torch.Generator, optional
+        Source of all randomness, on ``init``'s device.
+
+    Returns
+    -------
+    BatchedNUTSResult
+    """
+    if init.dim() != 2 or not init.is_floating_point():
+        raise DataError(f"init must be a floating tensor of shape (chains, dim); got {tuple(init.shape)} "
+                        f"{init.dtype}")
+    if num_samples < 1 or warmup_steps < 0 or max_tree_depth < 1:
+        raise ConfigError("num_samples and max_tree_depth must be >= 1 and warmup_steps >= 0")
+    if not 0 < target_accept_prob < 1:
+        raise ConfigError(f"target_accept_prob must lie in (0, 1); got {target_accept_prob}")
+    inverse_mass = torch.ones_like(init) if inverse_mass is None else inverse_mass.to(init).clone()
+    if inverse_mass.shape != init.shape or not bool((inverse_mass > 0).all() & inverse_mass.isfinite().all()):
+        raise DataError(f"inverse_mass must be positive and finite with the shape of init {tuple(init.shape)}")
+    sampler = _Sampler(potential, init, inverse_mass, target_accept_prob, max_tree_depth, generator)
+    num_chains, dim = init.shape
+    samples = init.new_empty(num_chains, num_samples, dim)
+    stats = {"num_steps": torch.zeros(num_chains, num_samples, dtype=torch.long, device=init.device),
+             "tree_depth": torch.zeros(num_chains, num_samples, dtype=torch.long, device=init.device),
+             "diverging": torch.zeros(num_chains, num_samples, dtype=torch.bool, device=init.device),
+             "acceptance_rate": init.new_zeros(num_chains, num_samples)}
+
+    sampler.find_reasonable_step_size()
+    averaging = DualAveraging.starting_from(sampler.step_size, target_accept_prob)
+    variance = RunningVariance(init)
+    for stage_end, slow in warmup_stages(warmup_steps):
+        live = sampler.iteration < stage_end
+        while bool(live.any()):
+            finished = sampler.step(live)
+            accept = sampler.accept_sum / sampler.num_steps.clamp(min=1)
+            sampler.step_size = torch.where(finished, averaging.update(accept, finished), sampler.step_size)
+            if slow:
+                variance.update(sampler.z, finished)
+            live = sampler.iteration < stage_end
+        if slow:
+            sampler.inverse_mass = variance.inverse_mass()
+            variance = RunningVariance(init)
+            sampler.find_reasonable_step_size()
+            averaging = DualAveraging.starting_from(sampler.step_size, target_accept_prob)
+    if warmup_steps > 0:
+        sampler.step_size = averaging.final_step_size()
+
+    live = sampler.iteration < warmup_steps + num_samples
+    while bool(live.any()):
+        finished = sampler.step(live)
+        if bool(finished.any()):
+            chains = finished.nonzero().flatten()
+            draw = sampler.iteration[chains] - 1 - warmup_steps
+            samples[chains, draw] = sampler.z[chains]
+            stats["num_steps"][chains, draw] = sampler.num_steps[chains]
+            stats["tree_depth"][chains, draw] = sampler.depth[chains]
+            stats["diverging"][chains, draw] = sampler.sub_diverging[chains]
+            stats["acceptance_rate"][chains, draw] = (sampler.accept_sum / sampler.num_steps)[chains]
+        live = sampler.iteration < warmup_steps + num_samples
+    return BatchedNUTSResult(samples, stats["num_steps"], stats["tree_depth"], stats["diverging"],
+                             stats["acceptance_rate"], sampler.step_size, sampler.inverse_mass,
+                             sampler.num_gradient_batches)
+
+
+__all__ = ["BatchedNUTSResult", "MAX_DELTA_ENERGY", "Potential", "batched_nuts"]
