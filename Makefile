@@ -32,8 +32,12 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(PYTHON) -m pytest -q
 
-## Speed against named baselines (needs `make demo` first for the trained model); JSON in runs/bench.
-bench: $(STAMP)
+runs/z2/checkpoint.pt: $(STAMP)
+	$(VENV)/bin/ppl-vae train --data mnist5k --latent-dim 2 --out runs/z2 --overwrite
+
+## Speed against named baselines (needs `make demo` first; trains runs/z2 for NUTS); JSON in runs/bench.
+bench: $(STAMP) runs/z2/checkpoint.pt
 	mkdir -p runs/bench
 	$(PYTHON) benchmarks/svi_throughput.py --out runs/bench/svi.json
 	$(PYTHON) benchmarks/iwae_evaluation.py --checkpoint $(OUT) --out runs/bench/iwae.json
+	$(PYTHON) benchmarks/nuts_schemes.py --checkpoint runs/z2 --baseline-points 5 --out runs/bench/nuts.json

@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("--num-samples", type=int, default=1000, help="NUTS draws per chain")
     versus.add_argument("--warmup-steps", type=int, default=500, help="NUTS warm-up steps per chain")
     versus.add_argument("--num-chains", type=int, default=4)
-    versus.add_argument("--scheme", choices=SCHEMES, default="joint",
-                        help="one NUTS run over all points, or one run per point")
+    versus.add_argument("--scheme", choices=SCHEMES, default="batched",
+                        help="independent chains in lock step (default), one Pyro NUTS run over all "
+                             "points, or one Pyro NUTS run per point")
     versus.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     versus.add_argument("--elbo-samples", type=int, default=1000)
     versus.add_argument("--iwae-samples", type=int, default=5000)

@@ -95,7 +95,8 @@ def test_every_chain_adapts_its_own_step_size_and_mass_matrix():
     def potential(z: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
         return 0.5 * (z / scales[chains]).pow(2).sum(-1)
 
-    run = batched_nuts(potential, scales.clone(), 300, 500, generator=torch.Generator().manual_seed(3))
+    run = batched_nuts(potential, scales.clone(), 300, 500, dense_mass=False,
+                       generator=torch.Generator().manual_seed(3))
     # Each chain's inverse mass estimates its own variances (500 warm-up draws: within a factor 1.6).
     ratio = run.inverse_mass / scales**2
     assert bool(((ratio > 1 / 1.6) & (ratio < 1.6)).all()), ratio
@@ -104,6 +105,28 @@ def test_every_chain_adapts_its_own_step_size_and_mass_matrix():
     assert 0.6 < float(run.acceptance_rate.mean()) < 0.99
     assert bool((run.num_steps <= 2 ** run.tree_depth - 1).all())
     assert bool((run.num_steps >= 1).all())
+
+
+def test_a_dense_mass_matrix_learns_each_chains_covariance():
+    num_targets, dim = 4, 3
+    mean, factor = _gaussian_targets(num_targets, dim)
+    mean, factor = 10 * mean, 10 * factor  # scales 0.1 to 1000: Stan's pull towards 1e-3 is negligible
+    precision = torch.cholesky_inverse(factor)
+    covariance = factor @ factor.transpose(-1, -2)
+
+    def potential(z: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
+        centred = z - mean[chains]
+        return 0.5 * torch.einsum("bi,bij,bj->b", centred, precision[chains], centred)
+
+    run = batched_nuts(potential, mean.clone(), 200, 500, generator=torch.Generator().manual_seed(6))
+    assert run.inverse_mass.shape == (num_targets, dim, dim)
+    # Whitened by its estimate, each covariance is close to the identity (the last slow window
+    # holds 200 draws: eigenvalues within a factor 1.6).
+    whitening = torch.linalg.cholesky(run.inverse_mass)
+    whitened = torch.linalg.solve_triangular(whitening, covariance, upper=False)
+    whitened = torch.linalg.solve_triangular(whitening, whitened.transpose(-1, -2), upper=False)
+    eigenvalues = torch.linalg.eigvalsh(whitened)
+    assert bool(((eigenvalues > 1 / 1.6) & (eigenvalues < 1.6)).all()), eigenvalues
 
 
 def test_regions_where_the_density_is_undefined_are_divergences_never_draws():
@@ -139,8 +162,12 @@ def test_bad_starting_points_and_settings_are_refused():
         batched_nuts(potential, torch.tensor([[1.0], [-1.0]]), 5, 5)
     with pytest.raises(DataError, match="shape \\(chains, dim\\)"):
         batched_nuts(potential, torch.ones(3), 5, 5)
-    with pytest.raises(DataError, match="inverse_mass"):
+    with pytest.raises(DataError, match="must be positive"):
         batched_nuts(potential, torch.ones(2, 1), 5, 5, inverse_mass=torch.zeros(2, 1))
+    with pytest.raises(DataError, match="shape"):
+        batched_nuts(potential, torch.ones(2, 1), 5, 5, inverse_mass=torch.ones(3, 1))
+    with pytest.raises(DataError, match="positive definite"):
+        batched_nuts(potential, torch.ones(2, 2), 5, 5, inverse_mass=-torch.eye(2).expand(2, 2, 2))
     with pytest.raises(ConfigError, match="target_accept_prob"):
         batched_nuts(potential, torch.ones(2, 1), 5, 5, target_accept_prob=1.0)
 

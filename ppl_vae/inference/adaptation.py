@@ -1,8 +1,8 @@
 """Warm-up adaptation for many HMC chains at once: Stan's window schedule and per-chain dual averaging.
 
 Every chain adapts its own step size (dual averaging, Hoffman & Gelman 2014,
-section 3.2) and its own diagonal inverse mass matrix (the regularized
-variance of its draws in each slow window, as Stan and Pyro do). The schedule
+section 3.2) and its own inverse mass matrix (the regularized variance or
+covariance of its draws in each slow window, as Stan and Pyro do). The schedule
 of windows is shared, so all chains end a window together.
 """
 
@@ -106,28 +106,39 @@ class DualAveraging:
         return self.x_avg.exp()
 
 
-class RunningVariance:
-    """Per-chain Welford variance of draws, regularized towards 1e-3 as in Stan."""
+class RunningCovariance:
+    """Per-chain Welford estimate of the draws' variances (diagonal) or covariance (dense).
 
-    def __init__(self, like: torch.Tensor) -> None:
+    :meth:`inverse_mass` regularizes it towards 1e-3 (times the identity) as Stan does.
+    """
+
+    def __init__(self, like: torch.Tensor, dense: bool) -> None:
+        self.dense = dense
         self.count = torch.zeros(like.shape[0], dtype=like.dtype, device=like.device)
         self.mean = torch.zeros_like(like)
-        self.m2 = torch.zeros_like(like)
+        self.m2 = like.new_zeros(*like.shape, like.shape[-1]) if dense else torch.zeros_like(like)
 
     def update(self, z: torch.Tensor, mask: torch.Tensor) -> None:
         """Add ``z`` (shape (chains, dim)) for the chains in ``mask``."""
         count = torch.where(mask, self.count + 1, self.count)
         delta = z - self.mean
         mean = self.mean + delta / count.clamp(min=1)[:, None]
-        m2 = self.m2 + delta * (z - mean)
-        keep = mask[:, None]
-        self.count, self.mean, self.m2 = count, torch.where(keep, mean, self.mean), torch.where(keep, m2, self.m2)
+        after = z - mean
+        step = delta[:, :, None] * after[:, None, :] if self.dense else delta * after
+        keep = mask[:, None, None] if self.dense else mask[:, None]
+        self.count = count
+        self.mean = torch.where(mask[:, None], mean, self.mean)
+        self.m2 = torch.where(keep, self.m2 + step, self.m2)
 
     def inverse_mass(self) -> torch.Tensor:
-        """``n / (n + 5) * var + 1e-3 * 5 / (n + 5)`` per chain and dimension."""
-        n = self.count[:, None]
-        variance = self.m2 / (n - 1).clamp(min=1)
-        return n / (n + 5) * variance + 1e-3 * 5 / (n + 5)
+        """``n / (n + 5) * cov + 1e-3 * 5 / (n + 5)`` (times the identity), shape (chains, dim[, dim])."""
+        n = self.count[:, None, None] if self.dense else self.count[:, None]
+        covariance = self.m2 / (n - 1).clamp(min=1)
+        shrink = 1e-3 * 5 / (n + 5)
+        if self.dense:
+            eye = torch.eye(covariance.shape[-1], dtype=covariance.dtype, device=covariance.device)
+            return n / (n + 5) * covariance + shrink * eye
+        return n / (n + 5) * covariance + shrink
 
 
-__all__ = ["DualAveraging", "RunningVariance", "warmup_stages"]
+__all__ = ["DualAveraging", "RunningCovariance", "warmup_stages"]

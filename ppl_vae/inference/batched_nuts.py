@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from ppl_vae.errors import ConfigError, DataError
-from ppl_vae.inference.adaptation import DualAveraging, RunningVariance, warmup_stages
+from ppl_vae.inference.adaptation import DualAveraging, RunningCovariance, warmup_stages
 
 #: A leaf whose energy exceeds the starting energy by more than this is a divergence (Pyro's and Stan's value).
 MAX_DELTA_ENERGY = 1000.0
@@ -60,8 +60,8 @@ class BatchedNUTSResult:
         Mean acceptance probability over the draw's leapfrog steps.
     step_size : Tensor, shape (chains,)
         Each chain's adapted step size.
-    inverse_mass : Tensor, shape (chains, dim)
-        Each chain's adapted diagonal inverse mass matrix.
+    inverse_mass : Tensor, shape (chains, dim) or (chains, dim, dim)
+        Each chain's adapted inverse mass matrix, diagonal or dense.
     num_gradient_batches : int
         Batched potential-and-gradient evaluations of the whole run, warm-up included.
     """
@@ -76,16 +76,46 @@ class BatchedNUTSResult:
     num_gradient_batches: int
 
 
-def _kinetic(r: torch.Tensor, inverse_mass: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (r * r * inverse_mass).sum(-1)
+class Metric:
+    """Each chain's inverse mass matrix: diagonal, shape (chains, dim), or dense, (chains, dim, dim).
+
+    The inverse mass matrix is the expected posterior covariance; momenta are
+    drawn from N(0, M) and the velocity is ``M^-1 r``.
+    """
+
+    def __init__(self, inverse_mass: torch.Tensor) -> None:
+        self.inverse_mass = inverse_mass
+        self.dense = inverse_mass.dim() == 3
+        if self.dense:  # r = L^-T eps has covariance (L L^T)^-1 = M for inverse_mass = L L^T.
+            factor = torch.linalg.cholesky(inverse_mass)
+            eye = torch.eye(inverse_mass.shape[-1], dtype=inverse_mass.dtype, device=inverse_mass.device)
+            self._momentum_factor = torch.linalg.solve_triangular(factor, eye, upper=False).transpose(-1, -2)
+        else:
+            self._momentum_factor = inverse_mass.rsqrt()
+
+    def velocity(self, r: torch.Tensor, chains: torch.Tensor | None = None) -> torch.Tensor:
+        """``M^-1 r`` for momenta of shape (chains, dim) or (chains, k, dim); ``chains`` selects rows."""
+        inverse_mass = self.inverse_mass if chains is None else self.inverse_mass[chains]
+        if self.dense:
+            return torch.einsum("bij,b...j->b...i", inverse_mass, r)
+        return (inverse_mass if r.dim() == 2 else inverse_mass[:, None, :]) * r
+
+    def kinetic(self, r: torch.Tensor) -> torch.Tensor:
+        """``r^T M^-1 r / 2`` per chain."""
+        return 0.5 * (r * self.velocity(r)).sum(-1)
+
+    def momentum(self, noise: torch.Tensor) -> torch.Tensor:
+        """Momenta ~ N(0, M) from standard normal ``noise`` of shape (chains, dim)."""
+        if self.dense:
+            return torch.einsum("bij,bj->bi", self._momentum_factor, noise)
+        return noise * self._momentum_factor
 
 
-def _is_turning(inverse_mass: torch.Tensor, r_left: torch.Tensor, r_right: torch.Tensor,
-                r_sum: torch.Tensor) -> torch.Tensor:
+def _is_turning(metric: Metric, r_left: torch.Tensor, r_right: torch.Tensor, r_sum: torch.Tensor) -> torch.Tensor:
     """Generalized no-U-turn criterion (Betancourt 2017, A.4.2), over the last dimension."""
     r_sum = r_sum - 0.5 * (r_left + r_right)
-    return (((inverse_mass * r_left * r_sum).sum(-1) <= 0)
-            | ((inverse_mass * r_right * r_sum).sum(-1) <= 0))
+    return (((metric.velocity(r_left) * r_sum).sum(-1) <= 0)
+            | ((metric.velocity(r_right) * r_sum).sum(-1) <= 0))
 
 
 def _checkpoint_tables(max_tree_depth: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -110,14 +140,14 @@ class _Sampler:
     its front and its proposals is one masked operation per copy.
     """
 
-    def __init__(self, potential: Potential, init: torch.Tensor, inverse_mass: torch.Tensor,
+    def __init__(self, potential: Potential, init: torch.Tensor, metric: Metric,
                  target_accept_prob: float, max_tree_depth: int, generator: torch.Generator | None) -> None:
         self.potential = potential
         self.generator = generator
         self.max_tree_depth = max_tree_depth
         num_chains, self.dim = init.shape
         self.all_chains = torch.arange(num_chains, device=init.device)
-        self.inverse_mass = inverse_mass
+        self.metric = metric
         self.num_gradient_batches = 0
         u, g = self.potential_and_grad(init, self.all_chains)
         bad = ~(u.isfinite() & g.isfinite().all(-1))
@@ -163,7 +193,7 @@ class _Sampler:
     # -- random numbers and gradients -------------------------------------------------------
     def _momentum(self) -> torch.Tensor:
         noise = torch.randn(self.z.shape, generator=self.generator, dtype=self.z.dtype, device=self.z.device)
-        return noise * self.inverse_mass.rsqrt()
+        return self.metric.momentum(noise)
 
     def _uniform(self) -> torch.Tensor:
         return torch.rand(self.step_size.shape, generator=self.generator, dtype=self.step_size.dtype,
@@ -179,11 +209,11 @@ class _Sampler:
         return u.detach(), grad
 
     def _leapfrog(self, z: torch.Tensor, r: torch.Tensor, g: torch.Tensor, step: torch.Tensor,
-                  inverse_mass: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
-        """One velocity-Verlet step; returns the packed point reached."""
+                  chains: torch.Tensor) -> torch.Tensor:
+        """One velocity-Verlet step of the given chains; returns the packed points reached."""
         step = step[:, None]
         r = r - 0.5 * step * g
-        z = z + step * inverse_mass * r
+        z = z + step * self.metric.velocity(r, None if len(chains) == len(self.all_chains) else chains)
         u, g = self.potential_and_grad(z, chains)
         return torch.cat([z, r - 0.5 * step * g, g, u[:, None]], -1)
 
@@ -205,7 +235,7 @@ class _Sampler:
         leaf_r = self._r(self.front)
 
         # The new leaf joins the subtree: progressive sampling in proportion to exp(-H).
-        delta = self._u(self.front) + _kinetic(leaf_r, self.inverse_mass) - self.energy0
+        delta = self._u(self.front) + self.metric.kinetic(leaf_r) - self.energy0
         delta = torch.nan_to_num(delta, nan=math.inf)
         first = self.sub_size == 0
         new_sub_weight = where(first, -delta, torch.logaddexp(self.sub_weight, -delta))
@@ -231,7 +261,7 @@ class _Sampler:
         self.left = torch.where(column, point, self.left)
         self.right = torch.where(column, point, self.right)
         self.proposal = torch.where(column, point, self.proposal)
-        self.energy0 = torch.where(start, self._u(point) + _kinetic(r0, self.inverse_mass), self.energy0)
+        self.energy0 = torch.where(start, self._u(point) + self.metric.kinetic(r0), self.energy0)
         self.r_sum = torch.where(column, r0, self.r_sum)
         for counter in (self.tree_weight, self.accept_sum, self.depth, self.num_steps):
             counter.masked_fill_(start, 0)
@@ -254,12 +284,12 @@ class _Sampler:
         front = self.front
         if bool(live.all()):
             self.front = self._leapfrog(self._z(front), self._r(front), self._grad(front), step,
-                                        self.inverse_mass, self.all_chains)
+                                        self.all_chains)
         else:
             chains = live.nonzero().flatten()
             moved = front[chains]
             self.front = front.index_put((chains,), self._leapfrog(
-                self._z(moved), self._r(moved), self._grad(moved), step[chains], self.inverse_mass[chains], chains))
+                self._z(moved), self._r(moved), self._grad(moved), step[chains], chains))
 
     def _check_subtree_turning(self, live: torch.Tensor, leaf_r: torch.Tensor) -> None:
         """Store momentum checkpoints at even leaves; check every sub-subtree ending at this leaf."""
@@ -270,7 +300,7 @@ class _Sampler:
         self.r_ckpts = torch.where(store, leaf_r[:, None, :], self.r_ckpts)
         self.r_sum_ckpts = torch.where(store, self.sub_r_sum[:, None, :], self.r_sum_ckpts)
         span_r_sum = self.sub_r_sum[:, None, :] - self.r_sum_ckpts + self.r_ckpts
-        turning = _is_turning(self.inverse_mass[:, None, :], self.r_ckpts, leaf_r[:, None, :], span_r_sum)
+        turning = _is_turning(self.metric, self.r_ckpts, leaf_r[:, None, :], span_r_sum)
         in_span = (slots >= low[:, None]) & (slots <= high[:, None])
         self.sub_turning = live & (turning & in_span).any(-1)
 
@@ -289,7 +319,7 @@ class _Sampler:
         self.depth = self.depth + done.long()
         self.accept_sum = where(done, self.accept_sum + self.sub_accept_sum, self.accept_sum)
         self.num_steps = self.num_steps + where(done, self.sub_size, 0)
-        turning = _is_turning(self.inverse_mass, self._r(self.left), self._r(self.right), self.r_sum)
+        turning = _is_turning(self.metric, self._r(self.left), self._r(self.right), self.r_sum)
         finished = done & (rejected | turning | (self.depth >= self.max_tree_depth))
         self.new_subtree = self.new_subtree | (done & ~finished)
         self.fresh = self.fresh | finished
@@ -302,9 +332,9 @@ class _Sampler:
         """Hoffman & Gelman's heuristic per chain: double or halve until acceptance crosses 0.8."""
         def accepts() -> torch.Tensor:
             r = self._momentum()
-            point = self._leapfrog(self.z, r, self._grad(self.current), step, self.inverse_mass, self.all_chains)
-            delta = (self._u(point) + _kinetic(self._r(point), self.inverse_mass)
-                     - self._u(self.current) - _kinetic(r, self.inverse_mass))
+            point = self._leapfrog(self.z, r, self._grad(self.current), step, self.all_chains)
+            delta = (self._u(point) + self.metric.kinetic(self._r(point))
+                     - self._u(self.current) - self.metric.kinetic(r))
             return torch.nan_to_num(-delta, nan=-math.inf) > math.log(STEP_SEARCH_ACCEPT)
 
         step = self.step_size
@@ -318,9 +348,32 @@ class _Sampler:
         self.step_size = step
 
 
+def _initial_inverse_mass(init: torch.Tensor, inverse_mass: torch.Tensor | None, dense: bool) -> torch.Tensor:
+    """Checked initial inverse mass matrix in the layout the run adapts (diagonal or dense)."""
+    num_chains, dim = init.shape
+    if inverse_mass is None:
+        inverse_mass = torch.ones_like(init)
+    inverse_mass = inverse_mass.to(init).clone()
+    if inverse_mass.shape not in ((num_chains, dim), (num_chains, dim, dim)):
+        raise DataError(f"inverse_mass must have shape (chains, dim) = {(num_chains, dim)} or (chains, dim, dim); "
+                        f"got {tuple(inverse_mass.shape)}")
+    if not bool(inverse_mass.isfinite().all()):
+        raise DataError("inverse_mass has non-finite entries")
+    if inverse_mass.dim() == 2:
+        if not bool((inverse_mass > 0).all()):
+            raise DataError("a diagonal inverse_mass must be positive (it holds variances)")
+        return torch.diag_embed(inverse_mass) if dense else inverse_mass
+    if not dense:
+        raise DataError("a dense inverse_mass needs dense_mass=True; pass its diagonal otherwise")
+    if not bool(torch.linalg.cholesky_ex(inverse_mass).info.eq(0).all()):
+        raise DataError("a dense inverse_mass must be symmetric positive definite (a covariance)")
+    return inverse_mass
+
+
 def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, warmup_steps: int, *,
-                 inverse_mass: torch.Tensor | None = None, target_accept_prob: float = 0.8,
-                 max_tree_depth: int = 10, generator: torch.Generator | None = None) -> BatchedNUTSResult:
+                 inverse_mass: torch.Tensor | None = None, dense_mass: bool = True,
+                 target_accept_prob: float = 0.8, max_tree_depth: int = 10,
+                 generator: torch.Generator | None = None) -> BatchedNUTSResult:
     """Run independent NUTS chains in lock step, one batched gradient per leapfrog step.
 
     Parameters
@@ -334,9 +387,12 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
         Starting points; the dtype and device of the whole run.
     num_samples, warmup_steps : int
         Draws kept per chain, and adaptation iterations before them.
-    inverse_mass : Tensor, shape (chains, dim), optional
-        Initial diagonal inverse mass matrix (the expected posterior variances);
-        ones by default. Warm-up re-estimates it.
+    inverse_mass : Tensor, shape (chains, dim) or (chains, dim, dim), optional
+        Initial inverse mass matrix, diagonal or dense (the expected posterior
+        variances or covariance); ones by default. Warm-up re-estimates it.
+    dense_mass : bool
+        Adapt a dense inverse mass matrix per chain (the draws' covariance, so
+        correlated posteriors are sampled as if whitened) instead of a diagonal one.
     target_accept_prob : float
         Target of the step-size adaptation.
     max_tree_depth : int
@@ -355,10 +411,8 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
         raise ConfigError("num_samples and max_tree_depth must be >= 1 and warmup_steps >= 0")
     if not 0 < target_accept_prob < 1:
         raise ConfigError(f"target_accept_prob must lie in (0, 1); got {target_accept_prob}")
-    inverse_mass = torch.ones_like(init) if inverse_mass is None else inverse_mass.to(init).clone()
-    if inverse_mass.shape != init.shape or not bool((inverse_mass > 0).all() & inverse_mass.isfinite().all()):
-        raise DataError(f"inverse_mass must be positive and finite with the shape of init {tuple(init.shape)}")
-    sampler = _Sampler(potential, init, inverse_mass, target_accept_prob, max_tree_depth, generator)
+    metric = Metric(_initial_inverse_mass(init, inverse_mass, dense_mass))
+    sampler = _Sampler(potential, init, metric, target_accept_prob, max_tree_depth, generator)
     num_chains, dim = init.shape
     samples = init.new_empty(num_chains, num_samples, dim)
     stats = {"num_steps": torch.zeros(num_chains, num_samples, dtype=torch.long, device=init.device),
@@ -368,7 +422,7 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
 
     sampler.find_reasonable_step_size()
     averaging = DualAveraging.starting_from(sampler.step_size, target_accept_prob)
-    variance = RunningVariance(init)
+    covariance = RunningCovariance(init, dense_mass)
     for stage_end, slow in warmup_stages(warmup_steps):
         live = sampler.iteration < stage_end
         while bool(live.any()):
@@ -376,11 +430,11 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
             accept = sampler.accept_sum / sampler.num_steps.clamp(min=1)
             sampler.step_size = torch.where(finished, averaging.update(accept, finished), sampler.step_size)
             if slow:
-                variance.update(sampler.z, finished)
+                covariance.update(sampler.z, finished)
             live = sampler.iteration < stage_end
         if slow:
-            sampler.inverse_mass = variance.inverse_mass()
-            variance = RunningVariance(init)
+            sampler.metric = Metric(covariance.inverse_mass())
+            covariance = RunningCovariance(init, dense_mass)
             sampler.find_reasonable_step_size()
             averaging = DualAveraging.starting_from(sampler.step_size, target_accept_prob)
     if warmup_steps > 0:
@@ -399,8 +453,8 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
             stats["acceptance_rate"][chains, draw] = (sampler.accept_sum / sampler.num_steps)[chains]
         live = sampler.iteration < warmup_steps + num_samples
     return BatchedNUTSResult(samples, stats["num_steps"], stats["tree_depth"], stats["diverging"],
-                             stats["acceptance_rate"], sampler.step_size, sampler.inverse_mass,
+                             stats["acceptance_rate"], sampler.step_size, sampler.metric.inverse_mass,
                              sampler.num_gradient_batches)
 
 
-__all__ = ["BatchedNUTSResult", "MAX_DELTA_ENERGY", "Potential", "batched_nuts"]
+__all__ = ["BatchedNUTSResult", "MAX_DELTA_ENERGY", "Metric", "Potential", "batched_nuts"]

@@ -73,6 +73,11 @@ class NUTSConfig:
     parallel : bool or None
         Pyro schemes: run chains in separate processes; by default when the
         machine has more than one core and there is more than one chain (CPU only).
+    dense_mass : bool
+        Adapt a dense inverse mass matrix (the posterior covariance) rather
+        than a diagonal one: per chain and point for ``"batched"``; passed to
+        Pyro's ``NUTS(full_mass=...)`` otherwise (for ``"joint"``, one matrix
+        over all points' latents). Pyro's default is ``False``.
     target_accept_prob, max_tree_depth
         Step-size adaptation target and the cap on trajectory doublings.
     init_scale : float
@@ -86,6 +91,7 @@ class NUTSConfig:
     num_chains: int = 4
     scheme: str = "batched"
     parallel: bool | None = None
+    dense_mass: bool = True
     target_accept_prob: float = 0.8
     max_tree_depth: int = 10
     init_scale: float = 2.0
@@ -217,7 +223,7 @@ def _run_chain(task: _ChainTask) -> tuple[torch.Tensor, torch.Tensor]:
                 return -log_joint(model, x, params["z"]).sum()
 
             kernel = _RecordingNUTS(potential_fn=potential, target_accept_prob=config.target_accept_prob,
-                                    max_tree_depth=config.max_tree_depth)
+                                    max_tree_depth=config.max_tree_depth, full_mass=config.dense_mass)
             kernel.initial_params = {"z": task.init[rows]}
             kernel.setup(config.warmup_steps)
             params = kernel.initial_params
@@ -248,7 +254,7 @@ def _run_batched(model: ProbabilisticModel, x: torch.Tensor, inits: list[torch.T
         _, scale = model.encode(x)
     generator = torch.Generator(device=x.device).manual_seed(config.seed)
     run = batched_nuts(potential, torch.cat(inits), config.num_samples, config.warmup_steps,
-                       inverse_mass=scale.detach().pow(2).repeat(num_chains, 1),
+                       inverse_mass=scale.detach().pow(2).repeat(num_chains, 1), dense_mass=config.dense_mass,
                        target_accept_prob=config.target_accept_prob,
                        max_tree_depth=config.max_tree_depth, generator=generator)
 
