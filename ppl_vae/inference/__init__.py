@@ -1,5 +1,6 @@
 """Inference for ppl_vae models: SVI, NUTS on the latents, marginal likelihoods, comparisons."""
 
+from ppl_vae.inference.batched_nuts import BatchedNUTSResult, batched_nuts
 from ppl_vae.inference.compare import CompareConfig, Comparison, compare_posteriors
 from ppl_vae.inference.disentanglement import (
     MutualInformationGap,
@@ -31,6 +32,7 @@ from ppl_vae.inference.svi import ELBO_ESTIMATORS, SVIConfig, TrainResult, evalu
 
 __all__ = [
     "ActiveUnits",
+    "BatchedNUTSResult",
     "CompareConfig",
     "Comparison",
     "ConvergenceReport",
@@ -45,6 +47,7 @@ __all__ = [
     "SVIConfig",
     "TrainResult",
     "active_units",
+    "batched_nuts",
     "check_convergence",
     "compare_posteriors",
     "correlation_matrix",

@@ -10,9 +10,10 @@ on the potential ``-log p(x, z)``. Given the decoder, the posteriors of
 different data points are independent. Three schemes sample them:
 
 * ``"batched"`` (default): every chain of every point is its own NUTS chain
-  (own step size, mass matrix and trajectory), all advanced together with one
-  batched gradient per leapfrog step (:mod:`ppl_vae.inference.batched_nuts`);
-  the encoder's variances are the initial inverse mass matrix.
+  (own step size, dense mass matrix and trajectory), all advanced together
+  with one batched gradient per leapfrog step
+  (:mod:`ppl_vae.inference.batched_nuts`); the encoder's variances are the
+  initial inverse mass matrix.
 * ``"joint"``: Pyro's ``NUTS`` on all points at once, one step size and one
   U-turn criterion for all, set by the hardest point.
 * ``"per_point"``: one Pyro ``NUTS`` run per point, the textbook baseline.
