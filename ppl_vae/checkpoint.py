@@ -32,6 +32,16 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
     return path / CHECKPOINT_NAME if path.is_dir() else path
 
 
+def remove_stale_temporaries(folder: str | os.PathLike, names: tuple[str, ...]) -> None:
+    """Delete the temporary files :func:`atomic_write` leaves for ``names`` when its process is killed.
+
+    Call it only where no other process is writing those files.
+    """
+    for name in names:
+        for stale in Path(folder).glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
 def atomic_write(path: str | os.PathLike, write: Any) -> None:
     """Write a file atomically: ``write(file)`` into a temporary file, fsync, rename.
 

@@ -19,7 +19,7 @@ import numpy as np
 import pyro
 import torch
 
-from ppl_vae.checkpoint import atomic_write, atomic_write_text, load_checkpoint
+from ppl_vae.checkpoint import atomic_write, atomic_write_text, load_checkpoint, remove_stale_temporaries
 from ppl_vae.data import BINARIZE_MODES, KNOWN_DATASETS, load_dataset
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import ConfigError, PplVaeError, TrainingInterrupted
@@ -217,6 +217,7 @@ def _train(args: argparse.Namespace, device: torch.device, world: World) -> int:
         return 0
     last = result.history[-1]
     summary = {**last, "device": str(device), "settings": vars(args) | {"binarize": binarize}}
+    remove_stale_temporaries(out, ("samples.png", "summary.json"))  # left by a run killed while writing
     if data.image_shape is not None:
         _save_samples(model, 100, data.image_shape, out / "samples.png",
                       f"100 samples, {args.data}, latent_dim {args.latent_dim}")

@@ -10,6 +10,7 @@ from ppl_vae.checkpoint import (
     atomic_write,
     check_same_config,
     load_checkpoint,
+    remove_stale_temporaries,
     save_checkpoint,
 )
 from ppl_vae.errors import CheckpointError
@@ -91,3 +92,13 @@ def test_foreign_dictionary_and_other_version(tmp_path):
 def test_config_mismatch_names_the_field():
     with pytest.raises(CheckpointError, match="'latent_dim'.*checkpoint has 2.*this run has 3"):
         check_same_config({"latent_dim": 3, "data_dim": 4}, {"latent_dim": 2, "data_dim": 4}, "model")
+
+
+def test_stale_temporaries_of_the_named_files_are_removed_and_nothing_else(tmp_path):
+    stale = [tmp_path / ".samples.png.k3j2.tmp", tmp_path / ".summary.json.x9.tmp"]
+    kept = [tmp_path / ".other.png.k3j2.tmp", tmp_path / "samples.png", tmp_path / "summary.json"]
+    for path in stale + kept:
+        path.write_text("x")
+    remove_stale_temporaries(tmp_path, ("samples.png", "summary.json"))
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in kept)

@@ -37,6 +37,7 @@ from ppl_vae.checkpoint import (
     atomic_write_text,
     check_same_config,
     load_checkpoint,
+    remove_stale_temporaries,
     save_checkpoint,
 )
 from ppl_vae.data import binarize, check_binarize_mode
@@ -233,9 +234,7 @@ def _prepare_out_dir(out_dir: Path, model: ProbabilisticModel, resume: bool, ove
         )
     if resume and not exists:
         raise ConfigError(f"nothing to resume: {out_dir} holds no {CHECKPOINT_NAME}")
-    for name in (CHECKPOINT_NAME, METRICS_NAME):  # temporary files a killed run left behind
-        for stale in out_dir.glob(f".{name}.*.tmp"):
-            stale.unlink(missing_ok=True)
+    remove_stale_temporaries(out_dir, (CHECKPOINT_NAME, METRICS_NAME))  # left by a killed run
 
 
 @contextlib.contextmanager
