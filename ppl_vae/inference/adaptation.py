@@ -137,7 +137,8 @@ class RunningCovariance:
         shrink = 1e-3 * 5 / (n + 5)
         if self.dense:
             eye = torch.eye(covariance.shape[-1], dtype=covariance.dtype, device=covariance.device)
-            return n / (n + 5) * covariance + shrink * eye
+            symmetric = 0.5 * (covariance + covariance.transpose(-1, -2))  # exact, despite rounding
+            return n / (n + 5) * symmetric + shrink * eye
         return n / (n + 5) * covariance + shrink
 
 

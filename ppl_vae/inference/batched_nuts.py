@@ -96,8 +96,8 @@ class Metric:
     def velocity(self, r: torch.Tensor, chains: torch.Tensor | None = None) -> torch.Tensor:
         """``M^-1 r`` for momenta of shape (chains, dim) or (chains, k, dim); ``chains`` selects rows."""
         inverse_mass = self.inverse_mass if chains is None else self.inverse_mass[chains]
-        if self.dense:
-            return torch.einsum("bij,b...j->b...i", inverse_mass, r)
+        if self.dense:  # r^T M^-1 = (M^-1 r)^T: the matrix is symmetric
+            return torch.bmm(r[:, None, :], inverse_mass).squeeze(1) if r.dim() == 2 else torch.bmm(r, inverse_mass)
         return (inverse_mass if r.dim() == 2 else inverse_mass[:, None, :]) * r
 
     def kinetic(self, r: torch.Tensor) -> torch.Tensor:
@@ -107,7 +107,7 @@ class Metric:
     def momentum(self, noise: torch.Tensor) -> torch.Tensor:
         """Momenta ~ N(0, M) from standard normal ``noise`` of shape (chains, dim)."""
         if self.dense:
-            return torch.einsum("bij,bj->bi", self._momentum_factor, noise)
+            return torch.bmm(self._momentum_factor, noise[:, :, None]).squeeze(-1)
         return noise * self._momentum_factor
 
 
@@ -292,20 +292,28 @@ class _Sampler:
                 self._z(moved), self._r(moved), self._grad(moved), step[chains], chains))
 
     def _check_subtree_turning(self, live: torch.Tensor, leaf_r: torch.Tensor) -> None:
-        """Store momentum checkpoints at even leaves; check every sub-subtree ending at this leaf."""
+        """Store momentum checkpoints at even leaves; check every sub-subtree ending at an odd leaf."""
+        even = self.sub_size % 2 == 0
         slots = self.ckpt_slots[None, :]
         index = self.sub_size.clamp(max=2 ** self.max_tree_depth - 1)
         low, high = self.ckpt_min[index], self.ckpt_max[index]
-        store = ((live & (self.sub_size % 2 == 0))[:, None] & (slots == high[:, None]))[..., None]
-        self.r_ckpts = torch.where(store, leaf_r[:, None, :], self.r_ckpts)
-        self.r_sum_ckpts = torch.where(store, self.sub_r_sum[:, None, :], self.r_sum_ckpts)
+        storing, checking = live & even, live & ~even
+        if bool(storing.any()):
+            store = (storing[:, None] & (slots == high[:, None]))[..., None]
+            self.r_ckpts = torch.where(store, leaf_r[:, None, :], self.r_ckpts)
+            self.r_sum_ckpts = torch.where(store, self.sub_r_sum[:, None, :], self.r_sum_ckpts)
+        if not bool(checking.any()):
+            self.sub_turning = torch.zeros_like(live)
+            return
         span_r_sum = self.sub_r_sum[:, None, :] - self.r_sum_ckpts + self.r_ckpts
         turning = _is_turning(self.metric, self.r_ckpts, leaf_r[:, None, :], span_r_sum)
         in_span = (slots >= low[:, None]) & (slots <= high[:, None])
-        self.sub_turning = live & (turning & in_span).any(-1)
+        self.sub_turning = checking & (turning & in_span).any(-1)
 
     def _merge_subtrees(self, done: torch.Tensor) -> torch.Tensor:
         """Finished subtrees join their trajectories; returns the chains whose draw is complete."""
+        if not bool(done.any()):
+            return done
         where, column = torch.where, done[:, None]
         self.right = where((done & self.going_right)[:, None], self.front, self.right)
         self.left = where((done & ~self.going_right)[:, None], self.front, self.left)
@@ -427,11 +435,12 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
         live = sampler.iteration < stage_end
         while bool(live.any()):
             finished = sampler.step(live)
-            accept = sampler.accept_sum / sampler.num_steps.clamp(min=1)
-            sampler.step_size = torch.where(finished, averaging.update(accept, finished), sampler.step_size)
-            if slow:
-                covariance.update(sampler.z, finished)
-            live = sampler.iteration < stage_end
+            if bool(finished.any()):
+                accept = sampler.accept_sum / sampler.num_steps.clamp(min=1)
+                sampler.step_size = torch.where(finished, averaging.update(accept, finished), sampler.step_size)
+                if slow:
+                    covariance.update(sampler.z, finished)
+                live = sampler.iteration < stage_end
         if slow:
             sampler.metric = Metric(covariance.inverse_mass())
             covariance = RunningCovariance(init, dense_mass)
@@ -451,7 +460,7 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
             stats["tree_depth"][chains, draw] = sampler.depth[chains]
             stats["diverging"][chains, draw] = sampler.sub_diverging[chains]
             stats["acceptance_rate"][chains, draw] = (sampler.accept_sum / sampler.num_steps)[chains]
-        live = sampler.iteration < warmup_steps + num_samples
+            live = sampler.iteration < warmup_steps + num_samples
     return BatchedNUTSResult(samples, stats["num_steps"], stats["tree_depth"], stats["diverging"],
                              stats["acceptance_rate"], sampler.step_size, sampler.metric.inverse_mass,
                              sampler.num_gradient_batches)
