@@ -19,7 +19,7 @@ point of the latent-2 model to pass the bar below):
 The figure of merit is the smallest bulk ESS over all points and coordinates
 divided by the wall time, reported with the largest R-hat; a run counts as
 converged when R-hat < 1.01 and bulk ESS >= 400 for every point and
-coordinate. The per-point baseline takes about 12 s per point; with
+coordinate. The per-point baseline takes about 27 s per point here; with
 ``--baseline-points K`` it samples only K of the points (the first K - 1 and
 the one where the batched run had its smallest ESS, so the hardest point is
 in) and its wall time is scaled to all points, which can only flatter it:
