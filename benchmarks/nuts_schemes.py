@@ -120,7 +120,7 @@ def main() -> None:
     for row in rows:
         print(f"{row['scheme']:<10} {row['wall_time_all_points_s']:>8.1f} {row['min_bulk_ess']:>8.0f} "
               f"{row['max_r_hat']:>9.4f} {row['ess_per_s']:>8.2f} {row['mean_leapfrog_steps_per_draw']:>10.2f} "
-              f"{str(row['converged']):>9}")
+              f"{row['converged']!s:>9}")
     if "batched" in by_scheme:
         for other in ("joint", "per_point"):
             if other in by_scheme:

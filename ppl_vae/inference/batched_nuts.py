@@ -126,10 +126,10 @@ def _checkpoint_tables(max_tree_depth: int, device: torch.device) -> tuple[torch
     checks nothing (NumPyro's ``_leaf_idx_to_ckpt_idxs``).
     """
     leaves = range(2 ** max_tree_depth)
-    idx_max = [bin(n >> 1).count("1") for n in leaves]
+    idx_max = [(n >> 1).bit_count() for n in leaves]
     idx_min = [m - (len(bin(n)) - len(bin(n).rstrip("1"))) + 1 for n, m in zip(leaves, idx_max)]
-    as_tensor = lambda v: torch.tensor(v, dtype=torch.long, device=device)  # noqa: E731
-    return as_tensor(idx_min), as_tensor(idx_max)
+    return (torch.tensor(idx_min, dtype=torch.long, device=device),
+            torch.tensor(idx_max, dtype=torch.long, device=device))
 
 
 class _Sampler:
@@ -140,8 +140,8 @@ class _Sampler:
     its front and its proposals is one masked operation per copy.
     """
 
-    def __init__(self, potential: Potential, init: torch.Tensor, metric: Metric,
-                 target_accept_prob: float, max_tree_depth: int, generator: torch.Generator | None) -> None:
+    def __init__(self, potential: Potential, init: torch.Tensor, metric: Metric, max_tree_depth: int,
+                 generator: torch.Generator | None) -> None:
         self.potential = potential
         self.generator = generator
         self.max_tree_depth = max_tree_depth
@@ -420,7 +420,7 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
     if not 0 < target_accept_prob < 1:
         raise ConfigError(f"target_accept_prob must lie in (0, 1); got {target_accept_prob}")
     metric = Metric(_initial_inverse_mass(init, inverse_mass, dense_mass))
-    sampler = _Sampler(potential, init, metric, target_accept_prob, max_tree_depth, generator)
+    sampler = _Sampler(potential, init, metric, max_tree_depth, generator)
     num_chains, dim = init.shape
     samples = init.new_empty(num_chains, num_samples, dim)
     stats = {"num_steps": torch.zeros(num_chains, num_samples, dtype=torch.long, device=init.device),
@@ -466,4 +466,4 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
                              sampler.num_gradient_batches)
 
 
-__all__ = ["BatchedNUTSResult", "MAX_DELTA_ENERGY", "Metric", "Potential", "batched_nuts"]
+__all__ = ["MAX_DELTA_ENERGY", "BatchedNUTSResult", "Metric", "Potential", "batched_nuts"]

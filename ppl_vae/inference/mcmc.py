@@ -368,5 +368,11 @@ def posterior_moments(result: MCMCResult) -> tuple[torch.Tensor, torch.Tensor]:
     return mean, covariance
 
 
-__all__ = ["MCMCResult", "NUTSConfig", "RECOMMENDED_MAX_LATENT_DIM", "SCHEMES", "posterior_moments",
-           "sample_posterior"]
+__all__ = [
+    "RECOMMENDED_MAX_LATENT_DIM",
+    "SCHEMES",
+    "MCMCResult",
+    "NUTSConfig",
+    "posterior_moments",
+    "sample_posterior",
+]
