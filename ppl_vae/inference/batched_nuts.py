@@ -185,6 +185,10 @@ class _Sampler:
     def _u(self, point: torch.Tensor) -> torch.Tensor:
         return point[:, -1]
 
+    def _energy(self, point: torch.Tensor) -> torch.Tensor:
+        """The Hamiltonian U(z) + K(r) of packed points."""
+        return self._u(point) + self.metric.kinetic(self._r(point))
+
     @property
     def z(self) -> torch.Tensor:
         """Current position of every chain, shape (chains, dim)."""
@@ -235,7 +239,7 @@ class _Sampler:
         leaf_r = self._r(self.front)
 
         # The new leaf joins the subtree: progressive sampling in proportion to exp(-H).
-        delta = self._u(self.front) + self.metric.kinetic(leaf_r) - self.energy0
+        delta = self._energy(self.front) - self.energy0
         delta = torch.nan_to_num(delta, nan=math.inf)
         first = self.sub_size == 0
         new_sub_weight = where(first, -delta, torch.logaddexp(self.sub_weight, -delta))
@@ -261,7 +265,7 @@ class _Sampler:
         self.left = torch.where(column, point, self.left)
         self.right = torch.where(column, point, self.right)
         self.proposal = torch.where(column, point, self.proposal)
-        self.energy0 = torch.where(start, self._u(point) + self.metric.kinetic(r0), self.energy0)
+        self.energy0 = torch.where(start, self._energy(point), self.energy0)
         self.r_sum = torch.where(column, r0, self.r_sum)
         for counter in (self.tree_weight, self.accept_sum, self.depth, self.num_steps):
             counter.masked_fill_(start, 0)
@@ -341,8 +345,7 @@ class _Sampler:
         def accepts() -> torch.Tensor:
             r = self._momentum()
             point = self._leapfrog(self.z, r, self._grad(self.current), step, self.all_chains)
-            delta = (self._u(point) + self.metric.kinetic(self._r(point))
-                     - self._u(self.current) - self.metric.kinetic(r))
+            delta = self._energy(point) - self._u(self.current) - self.metric.kinetic(r)
             return torch.nan_to_num(-delta, nan=-math.inf) > math.log(STEP_SEARCH_ACCEPT)
 
         step = self.step_size

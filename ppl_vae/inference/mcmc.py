@@ -239,11 +239,9 @@ def _run_chain(task: _ChainTask) -> tuple[torch.Tensor, torch.Tensor]:
     return draws, stats
 
 
-def _run_batched(model: ProbabilisticModel, x: torch.Tensor, inits: list[torch.Tensor],
-                 config: NUTSConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def _run_batched(frozen: ProbabilisticModel, x: torch.Tensor, inits: list[torch.Tensor],
+                 inverse_mass: torch.Tensor, config: NUTSConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """All chains of all points as independent NUTS chains in lock step (chain-major rows)."""
-    frozen = _frozen_copy(type(model).__name__, model.config(),
-                          {k: v.detach() for k, v in model.state_dict().items()}, x)
     num_chains, num_points = config.num_chains, len(x)
     x_rows = x.detach().repeat(num_chains, 1)
 
@@ -251,11 +249,9 @@ def _run_batched(model: ProbabilisticModel, x: torch.Tensor, inits: list[torch.T
         rows = x_rows if len(chains) == len(x_rows) else x_rows[chains]
         return -log_joint(frozen, rows, z)
 
-    with torch.no_grad():
-        _, scale = model.encode(x)
     generator = torch.Generator(device=x.device).manual_seed(config.seed)
     run = batched_nuts(potential, torch.cat(inits), config.num_samples, config.warmup_steps,
-                       inverse_mass=scale.detach().pow(2).repeat(num_chains, 1), dense_mass=config.dense_mass,
+                       inverse_mass=inverse_mass.repeat(num_chains, 1), dense_mass=config.dense_mass,
                        target_accept_prob=config.target_accept_prob,
                        max_tree_depth=config.max_tree_depth, generator=generator)
 
@@ -268,12 +264,10 @@ def _run_batched(model: ProbabilisticModel, x: torch.Tensor, inits: list[torch.T
     return by_chain(run.samples), {name: by_chain(value).cpu() for name, value in stats.items()}
 
 
-def _initial_points(model: ProbabilisticModel, x: torch.Tensor, config: NUTSConfig,
-                    chain: int) -> torch.Tensor:
-    with torch.no_grad():
-        loc, scale = model.encode(x)
-    generator = torch.Generator(device=x.device).manual_seed(config.seed + chain)
-    noise = torch.randn(loc.shape, generator=generator, device=x.device, dtype=loc.dtype)
+def _initial_points(loc: torch.Tensor, scale: torch.Tensor, config: NUTSConfig, chain: int) -> torch.Tensor:
+    """A chain's starting points ``loc + init_scale * scale * eps`` around the encoder's means."""
+    generator = torch.Generator(device=loc.device).manual_seed(config.seed + chain)
+    noise = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
     return loc + config.init_scale * scale * noise
 
 
@@ -304,7 +298,8 @@ def sample_posterior(model: ProbabilisticModel, x: torch.Tensor, config: NUTSCon
     ----------
     model : ProbabilisticModel
         A trained model with a continuous latent and prior N(0, I) (VAE,
-        LinearGaussian); its encoder only supplies the chains' starting points.
+        LinearGaussian); its encoder supplies the chains' starting points and, for the
+        batched scheme, the initial inverse mass matrix.
     x : Tensor, shape (num_points, data_dim)
         Data points, on the model's device.
     config : NUTSConfig
@@ -323,14 +318,17 @@ def sample_posterior(model: ProbabilisticModel, x: torch.Tensor, config: NUTSCon
         warnings.warn(
             f"NUTS on {model.latent_dim} latent dimensions per point is slow; it is recommended "
             f"for 2 to {RECOMMENDED_MAX_LATENT_DIM}", stacklevel=2)
-    inits = [_initial_points(model, x, config, chain) for chain in range(config.num_chains)]
+    with torch.no_grad():
+        loc, scale = model.encode(x)
+    inits = [_initial_points(loc, scale, config, chain) for chain in range(config.num_chains)]
     index = list(point_index) if point_index is not None else list(range(len(x)))
+    state = {k: v.detach() for k, v in model.state_dict().items()}
     started = time.perf_counter()
     if config.scheme == "batched":
-        samples, sample_stats = _run_batched(model, x, inits, config)
+        frozen = _frozen_copy(type(model).__name__, model.config(), state, x)
+        samples, sample_stats = _run_batched(frozen, x, inits, scale.pow(2), config)
         return MCMCResult(samples, sample_stats, config, time.perf_counter() - started, index)
     groups = [list(range(len(x)))] if config.scheme == "joint" else [[i] for i in range(len(x))]
-    state = {k: v.detach() for k, v in model.state_dict().items()}
     tasks = [
         _ChainTask(type(model).__name__, model.config(), state, x.detach(), init, groups,
                    config.seed + chain, config)
