@@ -10,7 +10,7 @@ from ppl_vae.data import Dataset, load_dataset
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import CheckpointError, ConfigError, DataError, PplVaeError, TrainingDivergedError
 from ppl_vae.inference import SVIConfig, TrainResult, elbo, iwae, train
-from ppl_vae.models import VAE, Autoencoder, GaussianMixture, LinearGaussian, build_model
+from ppl_vae.models import VAE, Autoencoder, GaussianMixture, LinearGaussian, PyroProgram, build_model
 
 __version__ = "0.1.0"
 
@@ -24,6 +24,7 @@ __all__ = [
     "GaussianMixture",
     "LinearGaussian",
     "PplVaeError",
+    "PyroProgram",
     "SVIConfig",
     "TrainResult",
     "TrainingDivergedError",

@@ -44,11 +44,13 @@ def _without_times(history: list[dict]) -> list[dict]:
 
 
 def _interrupt_at_step(model: VAE, step: int, signal_number: int) -> None:
-    """Make q(z | x) send ``signal_number`` to this process on its ``step``-th use."""
+    """Make q(z | x) send ``signal_number`` to this process on its ``step``-th use in training."""
     calls = {"count": 0}
     guide_distribution = model.guide_distribution
 
     def guide_distribution_that_signals(*args, **kwargs):
+        if not torch.is_grad_enabled():  # a look at the program or an evaluation, not a step
+            return guide_distribution(*args, **kwargs)
         calls["count"] += 1
         if calls["count"] == step:
             os.kill(os.getpid(), signal_number)

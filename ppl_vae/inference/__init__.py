@@ -27,7 +27,8 @@ from ppl_vae.inference.posteriors import (
     fit_flow_posterior,
     fit_local_gaussian,
 )
-from ppl_vae.inference.objectives import ENGINES, direct_elbo_loss, make_loss
+from ppl_vae.inference.objectives import ENGINES, OBJECTIVES, direct_elbo_loss, make_loss
+from ppl_vae.inference.program import LatentSite, ProgramStructure, inspect_program
 from ppl_vae.inference.svi import ELBO_ESTIMATORS, SVIConfig, TrainResult, evaluation_data, train
 
 __all__ = [
@@ -40,10 +41,13 @@ __all__ = [
     "ENGINES",
     "Estimate",
     "FlowPosterior",
+    "LatentSite",
     "LocalGaussian",
     "MCMCResult",
     "MutualInformationGap",
     "NUTSConfig",
+    "OBJECTIVES",
+    "ProgramStructure",
     "SVIConfig",
     "TrainResult",
     "active_units",
@@ -58,6 +62,7 @@ __all__ = [
     "fit_flow_posterior",
     "fit_local_gaussian",
     "gaussian_kl",
+    "inspect_program",
     "iwae",
     "kl_per_dimension",
     "log_density_terms",

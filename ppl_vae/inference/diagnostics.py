@@ -70,24 +70,35 @@ def _stat_array(name: str, value: torch.Tensor | np.ndarray, shape: tuple[int, i
     return cast
 
 
-def _from_arrays(draws: np.ndarray, stats: Mapping[str, np.ndarray], index: list[int]) -> az.InferenceData:
+def latent_dim_name(site: str) -> str:
+    """Name of the dimension that indexes a site's values within a point (``"latent"`` for ``"z"``)."""
+    return "latent" if site == "z" else f"{site}_latent"
+
+
+def _from_arrays(draws: np.ndarray | Mapping[str, np.ndarray], stats: Mapping[str, np.ndarray],
+                 index: list[int]) -> az.InferenceData:
+    sites = dict(draws) if isinstance(draws, Mapping) else {"z": draws}
     return az.from_dict(
-        posterior={"z": draws},
+        posterior=sites,
         sample_stats=dict(stats) or None,
-        coords={"point": index, "latent": list(range(draws.shape[3]))},
-        dims={"z": ["point", "latent"], **{name: ["point"] for name in stats}},
+        coords={"point": index,
+                **{latent_dim_name(name): list(range(value.shape[3])) for name, value in sites.items()}},
+        dims={**{name: ["point", latent_dim_name(name)] for name in sites},
+              **{name: ["point"] for name in stats}},
     )
 
 
-def to_inference_data(samples: torch.Tensor | np.ndarray,
+def to_inference_data(samples: torch.Tensor | np.ndarray | Mapping[str, torch.Tensor | np.ndarray],
                       sample_stats: Mapping[str, torch.Tensor | np.ndarray] | None = None,
                       point_index: Sequence[int] | None = None) -> az.InferenceData:
-    """Posterior draws of ``"z"`` as ArviZ ``InferenceData``.
+    """Posterior draws of the latent sites as ArviZ ``InferenceData``, one variable per site.
 
     Parameters
     ----------
-    samples : Tensor or ndarray, shape (chain, draw, point, latent)
-        Finite draws; at least one chain of :data:`MIN_DRAWS` draws.
+    samples : Tensor or ndarray, shape (chain, draw, point, latent), or dict of them
+        Finite draws of ``"z"``, or of each named site (shape (chain, draw,
+        point, *event_shape); the event dimensions are flattened into one
+        dimension named ``"<site>_latent"``); at least one chain of :data:`MIN_DRAWS` draws.
     sample_stats : dict of Tensor or ndarray, each shape (chain, draw, point), optional
         Known keys are cast to their :data:`STAT_DTYPES` (``diverging`` bool,
         ``tree_depth`` and ``num_steps`` int, ``step_size`` and
@@ -98,8 +109,9 @@ def to_inference_data(samples: torch.Tensor | np.ndarray,
     Returns
     -------
     arviz.InferenceData
-        ``posterior.z`` with dims (chain, draw, point, latent) and, when stats
-        are given, ``sample_stats`` with dims (chain, draw, point).
+        ``posterior.z`` with dims (chain, draw, point, latent) (one variable
+        per site for a dict) and, when stats are given, ``sample_stats`` with
+        dims (chain, draw, point).
 
     Raises
     ------
@@ -107,11 +119,28 @@ def to_inference_data(samples: torch.Tensor | np.ndarray,
         Wrong number of dimensions, too few chains or draws, non-finite draws,
         a statistic of the wrong shape or type, or a wrong number of point labels.
     """
+    if isinstance(samples, Mapping):
+        sites = {name: _numpy(value) for name, value in samples.items()}
+        if not sites or any(value.ndim < 3 for value in sites.values()):
+            raise DataError("samples must map each site to draws of shape (chain, draw, point, ...)")
+        sites = {name: value.reshape(*value.shape[:3], -1) for name, value in sites.items()}
+        shapes = {value.shape[:3] for value in sites.values()}
+        if len(shapes) != 1:
+            raise DataError(f"the sites' draws disagree in (chain, draw, point): {sorted(shapes)}")
+        stats = _checked(sample_stats, next(iter(shapes)), point_index,
+                               np.concatenate(list(sites.values()), -1))
+        return _from_arrays(sites, *stats)
     draws = _numpy(samples)
     if draws.ndim != 4:
         raise DataError(f"samples must have shape (chain, draw, point, latent); got {draws.shape}. "
                         "Add a chain axis of length 1 for a single chain")
-    chains, num_draws, points, _ = draws.shape
+    return _from_arrays(draws, *_checked(sample_stats, draws.shape[:3], point_index, draws))
+
+
+def _checked(sample_stats: Mapping[str, torch.Tensor | np.ndarray] | None,
+                   shape: tuple[int, ...], point_index: Sequence[int] | None,
+                   draws: np.ndarray) -> tuple[dict[str, np.ndarray], list[int]]:
+    chains, num_draws, points = shape
     if chains < 1 or num_draws < MIN_DRAWS:
         raise DataError(f"need at least 1 chain of {MIN_DRAWS} draws for diagnostics; got {chains} "
                         f"chains of {num_draws} draws. Run more samples")
@@ -123,7 +152,7 @@ def to_inference_data(samples: torch.Tensor | np.ndarray,
         raise DataError(f"point_index has {len(index)} labels for {points} points; pass one label per point")
     stats = {name: _stat_array(name, value, (chains, num_draws, points))
              for name, value in (sample_stats or {}).items()}
-    return _from_arrays(draws, stats, index)
+    return stats, index
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -206,41 +235,55 @@ class ConvergenceReport:
         }
 
 
+def _sites(idata: az.InferenceData) -> list[str]:
+    return list(idata.posterior.data_vars)
+
+
+def _coordinate_labels(idata: az.InferenceData) -> list[str]:
+    """A label per latent coordinate, in the column order of :func:`_diagnostic`."""
+    return [f"latent {i}" if site == "z" else f"{site}[{i}]" for site in _sites(idata)
+            for i in range(idata.posterior[site].sizes[latent_dim_name(site)])]
+
+
 def _diagnostic(idata: az.InferenceData, statistic: Any, **kwargs: Any) -> np.ndarray:
-    """An ArviZ diagnostic of ``z`` as an array of shape (point, latent)."""
+    """An ArviZ diagnostic of every latent site, as an array of shape (point, latent coordinates)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # constant draws give NaN, which is flagged
-        return statistic(idata, var_names=["z"], **kwargs)["z"].transpose("point", "latent").values
+        result = statistic(idata, var_names=_sites(idata), **kwargs)
+    return np.concatenate([result[site].transpose("point", latent_dim_name(site)).values
+                           for site in _sites(idata)], axis=1)
 
 
 def _split_r_hat(idata: az.InferenceData) -> np.ndarray:
-    """Rank-normalized split R-hat, shape (point, latent), also for a single chain.
+    """Rank-normalized split R-hat, shape (point, latent coordinates), also for a single chain.
 
     ArviZ returns NaN for one chain, so its first and last halves are passed
     as two chains; ArviZ splits those again, which makes this R-hat over
     quarters of the chain: stricter, never looser, than a plain split.
     """
-    z = idata.posterior["z"]
-    if z.sizes["chain"] > 1:
+    if idata.posterior.sizes["chain"] > 1:
         return _diagnostic(idata, az.rhat)
-    draws = z.transpose("chain", "draw", "point", "latent").values
-    half = draws.shape[1] // 2
-    halves = np.concatenate([draws[:, :half], draws[:, -half:]], axis=0)
-    return _diagnostic(_from_arrays(halves, {}, z.coords["point"].values.tolist()), az.rhat)
+    halves = {}
+    for site in _sites(idata):
+        draws = idata.posterior[site].transpose("chain", "draw", "point", latent_dim_name(site)).values
+        half = draws.shape[1] // 2
+        halves[site] = np.concatenate([draws[:, :half], draws[:, -half:]], axis=0)
+    points = idata.posterior.coords["point"].values.tolist()
+    return _diagnostic(_from_arrays(halves, {}, points), az.rhat)
 
 
 def _problems(r_hat: np.ndarray, ess_bulk: np.ndarray, ess_tail: np.ndarray, divergences: int,
-              min_ess: int) -> list[str]:
+              min_ess: int, labels: list[str]) -> list[str]:
     """Why one point fails, from its diagnostics of shape (latent,); empty when it passes."""
     problems = []
     if np.isnan(r_hat).any():
-        problems.append(f"R-hat is NaN (latent {int(np.isnan(r_hat).argmax())}; constant draws?)")
+        problems.append(f"R-hat is NaN ({labels[int(np.isnan(r_hat).argmax())]}; constant draws?)")
     elif r_hat.max() > R_HAT_MAX:
-        problems.append(f"R-hat {r_hat.max():.3f} > {R_HAT_MAX} (latent {int(r_hat.argmax())})")
+        problems.append(f"R-hat {r_hat.max():.3f} > {R_HAT_MAX} ({labels[int(r_hat.argmax())]})")
     for label, ess in (("bulk", ess_bulk), ("tail", ess_tail)):
         low = np.nan_to_num(ess, nan=0.0)
         if low.min() < min_ess:
-            problems.append(f"{label} ESS {low.min():.0f} < {min_ess} (latent {int(low.argmin())})")
+            problems.append(f"{label} ESS {low.min():.0f} < {min_ess} ({labels[int(low.argmin())]})")
     if divergences > 0:
         problems.append(f"{divergences} divergent transitions")
     return problems
@@ -263,11 +306,11 @@ def check_convergence(idata: az.InferenceData) -> ConvergenceReport:
         (or is NaN), its smallest bulk or tail ESS is below
         ``MIN_ESS_PER_CHAIN * num_chains``, or it has a divergence.
     """
-    if "posterior" not in idata.groups() or "z" not in idata.posterior:
-        raise DataError("idata has no posterior variable 'z'; build it with to_inference_data")
-    z = idata.posterior["z"]
-    chains, draws = z.sizes["chain"], z.sizes["draw"]
-    points = z.coords["point"].values.tolist()
+    if "posterior" not in idata.groups() or not _sites(idata):
+        raise DataError("idata has no posterior variables; build it with to_inference_data")
+    posterior = idata.posterior
+    chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
+    points = posterior.coords["point"].values.tolist()
     r_hat = _split_r_hat(idata)
     ess_bulk = _diagnostic(idata, az.ess, method="bulk")
     ess_tail = _diagnostic(idata, az.ess, method="tail")
@@ -276,7 +319,8 @@ def check_convergence(idata: az.InferenceData) -> ConvergenceReport:
     else:
         divergences = np.zeros(len(points), dtype=int)
     min_ess = MIN_ESS_PER_CHAIN * chains
-    problems = [_problems(r_hat[k], ess_bulk[k], ess_tail[k], int(divergences[k]), min_ess)
+    labels = _coordinate_labels(idata)
+    problems = [_problems(r_hat[k], ess_bulk[k], ess_tail[k], int(divergences[k]), min_ess, labels)
                 for k in range(len(points))]
     flagged = np.array([bool(p) for p in problems], dtype=bool)
     reasons = [f"point {point}: " + "; ".join(p) for point, p in zip(points, problems) if p]
@@ -291,8 +335,17 @@ def _save(figure: plt.Figure, path: str | os.PathLike) -> None:
         plt.close(figure)
 
 
+def _site(idata: az.InferenceData, site: str | None) -> str:
+    sites = _sites(idata)
+    if site is None:
+        return sites[0]
+    if site not in sites:
+        raise DataError(f"site {site!r} is not in the posterior; choose from {sites}")
+    return site
+
+
 def _check_points(idata: az.InferenceData, points: Sequence[int]) -> list[int]:
-    labels = idata.posterior["z"].coords["point"].values.tolist()
+    labels = idata.posterior.coords["point"].values.tolist()
     unknown = [p for p in points if p not in labels]
     if unknown:
         raise DataError(f"points {unknown} are not in the posterior; choose from {labels}")
@@ -300,7 +353,7 @@ def _check_points(idata: az.InferenceData, points: Sequence[int]) -> list[int]:
 
 
 def plot_trace(idata: az.InferenceData, path: str | os.PathLike,
-               points: Sequence[int] | None = None, max_points: int = 4) -> None:
+               points: Sequence[int] | None = None, max_points: int = 4, site: str | None = None) -> None:
     """Per-chain densities (left) and rank histograms (right) of some points' latents, saved as PNG.
 
     Well-mixed chains have overlapping densities and flat rank histograms
@@ -317,18 +370,21 @@ def plot_trace(idata: az.InferenceData, path: str | os.PathLike,
         ``max_points`` are drawn, one row per (point, latent).
     max_points : int
         At most this many points, to keep the figure legible.
+    site : str, optional
+        The latent site to show (default the first).
     """
     if max_points < 1:
         raise DataError(f"max_points must be at least 1; got {max_points}")
-    labels = idata.posterior["z"].coords["point"].values.tolist()
+    site = _site(idata, site)
+    labels = idata.posterior.coords["point"].values.tolist()
     chosen = _check_points(idata, labels if points is None else points)[:max_points]
-    latents = idata.posterior["z"].coords["latent"].values.tolist()
-    axes = az.plot_trace(idata, var_names=["z"], coords={"point": chosen}, kind="rank_bars",
+    latents = idata.posterior[site].coords[latent_dim_name(site)].values.tolist()
+    axes = az.plot_trace(idata, var_names=[site], coords={"point": chosen}, kind="rank_bars",
                          compact=False, show=False)
     axes = np.atleast_2d(axes)
     for (density, rank), (point, latent) in zip(axes, itertools.product(chosen, latents)):
         density.set_title(f"point {point}, latent {latent}: density per chain")
-        density.set_xlabel(f"z[{latent}]")
+        density.set_xlabel(f"{site}[{latent}]")
         density.set_ylabel("density")
         rank.set_title(f"point {point}, latent {latent}: rank histogram per chain")
         rank.set_xlabel("rank among all chains' draws", fontsize="medium")
@@ -340,7 +396,7 @@ def plot_trace(idata: az.InferenceData, path: str | os.PathLike,
 
 
 def plot_pair(idata: az.InferenceData, path: str | os.PathLike, point: int,
-              latents: Sequence[int] = (0, 1)) -> None:
+              latents: Sequence[int] = (0, 1), site: str | None = None) -> None:
     """Pair plot (KDE with marginals) of one point's latent coordinates, all chains, saved as PNG.
 
     Parameters
@@ -353,19 +409,23 @@ def plot_pair(idata: az.InferenceData, path: str | os.PathLike, point: int,
         Label of the point.
     latents : sequence of int
         At least two distinct latent coordinates to plot against each other.
+    site : str, optional
+        The latent site to show (default the first).
     """
     _check_points(idata, [point])
-    available = idata.posterior["z"].coords["latent"].values.tolist()
+    site = _site(idata, site)
+    dim = latent_dim_name(site)
+    available = idata.posterior[site].coords[dim].values.tolist()
     latents = list(latents)
     if len(set(latents)) < 2 or any(latent not in available for latent in latents):
         raise DataError(f"latents must name at least two distinct coordinates out of {available}; "
                         f"got {latents}")
-    axes = np.atleast_2d(az.plot_pair(idata, var_names=["z"], coords={"point": [point], "latent": latents},
+    axes = np.atleast_2d(az.plot_pair(idata, var_names=[site], coords={"point": [point], dim: latents},
                                       kind="kde", marginals=True, show=False))
     for k, latent in enumerate(latents):
-        axes[-1, k].set_xlabel(f"z[{latent}]")
+        axes[-1, k].set_xlabel(f"{site}[{latent}]")
         if k > 0:
-            axes[k, 0].set_ylabel(f"z[{latent}]")
+            axes[k, 0].set_ylabel(f"{site}[{latent}]")
     axes[0, 0].set_ylabel("density")
     if len(latents) == 2:
         axes[-1, -1].set_xlabel("density")  # ArviZ turns the last marginal sideways for a single pair

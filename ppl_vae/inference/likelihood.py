@@ -1,31 +1,47 @@
-"""Per-data-point estimates of log p(x): the ELBO and the importance-weighted bound.
+"""Per-data-point estimates of log p(x): the ELBO, the importance-weighted bound, naive MC.
 
-Both come from the same log importance weights
+All of them come from the log importance weights of the model's Pyro program
 
     log w_k = log p(x, z_k) - log q(z_k | x),     z_k ~ q(z | x),
 
-computed from Pyro traces of the model and guide, so they work for any model
-with a latent site ``"z"`` and an observed site ``"x"``. They are computed
-here, per point, rather than with Pyro's ``RenyiELBO``, which is not a
-correct importance-weighted bound for local latents under subsampling.
+read from traces of the model and the guide (:mod:`ppl_vae.inference.program`):
+every latent site of the data plate is drawn jointly, discrete sites the model
+enumerates are summed out exactly, and the estimators accept a ppl_vae model,
+a subclass, or two plain functions ``model(x)`` and ``guide(x)``. They are
+computed here, per point, rather than with Pyro's ``RenyiELBO``, which is not
+a correct importance-weighted bound for local latents under subsampling.
 
 * ELBO:  mean_k log w_k                          (a lower bound on log p(x))
 * IWAE:  log (1/K) sum_k w_k                     (a tighter bound, -> log p(x) as K grows)
+* naive: log (1/K) sum_k p(x | z_k), z_k ~ p(z)   (the prior as proposal)
+
+For the library's Gaussian-latent programs the weights are also written out
+directly (same draws and densities, no tracing); that path is taken only when
+:func:`~ppl_vae.inference.objectives.has_direct_elbo` finds, by tracing the
+programs, that they compute what the transcription computes.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyro
 import torch
-from pyro import poutine
 
+from ppl_vae.errors import DataError
 from ppl_vae.inference.objectives import has_direct_elbo
+from ppl_vae.inference.program import (
+    ProgramStructure,
+    inspect_program,
+    program_log_joint,
+    program_log_terms,
+    program_pair,
+    unflatten_latents,
+)
 from ppl_vae.inference.streaming import RunningLogMeanExp, RunningMean
-from ppl_vae.models.base import ProbabilisticModel, check_has_prior, check_points, check_positive_int
+from ppl_vae.models.base import ProbabilisticModel, check_points, check_positive_int
 
 #: Largest number of decoder outputs (particles x points x data_dim) held at once.
 #: 2^21 (8 MiB of float32 per tensor) is the fastest on CPUs, where passes that stay in
@@ -64,29 +80,60 @@ class Estimate:
         return float(self.stderr.pow(2).sum().sqrt() / self.stderr.numel())
 
 
-def log_joint(model: ProbabilisticModel, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """log p(x, z) = log N(z; 0, I) + log p(x | z), per data point, for a continuous latent.
+def check_data(model: Any, x: Any, where: str) -> None:
+    """Check data points before scoring: the model's own checks, or generic ones for a function.
 
-    The same density as ``model.model`` with ``"z"`` conditioned (a test checks
-    it against the Pyro trace), written directly so that samplers calling it
-    thousands of times pay no tracing overhead and touch no parameter store.
+    Raises
+    ------
+    DataError
+        If ``x`` is not a non-empty floating-point tensor with finite values
+        (plus shape, device and range checks for a ppl_vae model).
+    """
+    if isinstance(model, ProbabilisticModel):
+        check_points(model, x, where)
+        return
+    if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] == 0:
+        raise DataError(f"{where} expects a non-empty torch.Tensor of data points (rows); got "
+                        f"{type(x).__name__ if not isinstance(x, torch.Tensor) else tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise DataError(f"{where} expects a floating-point tensor; got {x.dtype}. Convert it with x.float()")
+    if not bool(torch.isfinite(x).all()):
+        raise DataError(f"{where}: the data hold NaN or infinite values; remove or impute them")
+
+
+def log_joint(model: Any, x: torch.Tensor, z: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    """log p(x, z) per data point for given latent values, discrete latents summed out.
+
+    Read from the model's program with the latent sites conditioned; for the
+    library's Gaussian-latent programs the same density is computed directly
+    (``prior(x).log_prob(z) + decode(z).log_prob(x)``, checked against the
+    trace), which samplers calling it thousands of times prefer.
 
     Parameters
     ----------
-    model : ProbabilisticModel
-        A model with prior N(0, I) on ``"z"`` (VAE, LinearGaussian).
+    model : ProbabilisticModel or callable
     x : Tensor, shape (num_points, data_dim)
-    z : Tensor, shape (..., num_points, latent_dim)
+    z : Tensor, shape (..., num_points, latent_dim), or dict of str to Tensor
+        The value of the latent site (models with one continuous latent site),
+        or of every continuous latent site, each ``(..., num_points, *event_shape)``.
 
     Returns
     -------
     Tensor, shape (..., num_points)
     """
-    log_prior = -0.5 * (z.pow(2).sum(-1) + z.shape[-1] * math.log(2 * math.pi))
-    return log_prior + model.decode(z).log_prob(x)
+    if not isinstance(z, dict) and has_direct_elbo(model, x):
+        return model.prior(x).log_prob(z) + model.decode(z).log_prob(x)
+    program, guide = program_pair(model)
+    structure = inspect_program(program, guide, x, need_guide=False)
+    values = z if isinstance(z, dict) else unflatten_latents(z, structure)
+    first = values[structure.continuous[0].name]
+    lead = first.shape[:first.dim() - len(structure.continuous[0].event_shape) - 1]
+    rows = x.repeat(lead.numel(), *([1] * (x.dim() - 1)))
+    flat = {name: value.reshape(-1, *value.shape[len(lead) + 1:]) for name, value in values.items()}
+    return program_log_joint(program, rows, flat, structure).reshape(*lead, x.shape[0])
 
 
-def log_density_terms(model: Callable[..., None], guide: Callable[..., None], x: torch.Tensor,
+def log_density_terms(model: Any, guide: Callable[..., None] | None, x: torch.Tensor,
                       num_samples: int) -> dict[str, torch.Tensor]:
     """Each sample site's share of ``log p(x, z_k) - log q(z_k | x)``, with ``z_k ~ q(z | x)``.
 
@@ -95,8 +142,10 @@ def log_density_terms(model: Callable[..., None], guide: Callable[..., None], x:
 
     Parameters
     ----------
-    model, guide : callable
-        Pyro programs taking ``x``; sites inside a ``"data"`` plate over ``x``.
+    model : ProbabilisticModel or callable
+        A model, or a Pyro program taking ``x`` with its sites inside a plate over ``x``.
+    guide : callable, optional
+        The guide (default: the model object's).
     x : Tensor, shape (batch, data_dim)
     num_samples : int
         Number of samples K drawn in one vectorized pass.
@@ -106,31 +155,25 @@ def log_density_terms(model: Callable[..., None], guide: Callable[..., None], x:
     dict of str to Tensor, each shape (num_samples, batch)
         Keyed by site name (``"x"`` and ``"z"`` for ppl_vae models).
     """
-    with torch.no_grad():
-        with pyro.plate("particles", num_samples, dim=-2):
-            guide_trace = poutine.trace(guide).get_trace(x)
-            model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x)
-        terms: dict[str, torch.Tensor] = {}
-        for name, site in model_trace.nodes.items():
-            if site["type"] != "sample" or _is_subsample(site):
-                continue
-            term = site["fn"].log_prob(site["value"])
-            if not site["is_observed"]:
-                guide_site = guide_trace.nodes[name]
-                term = term - guide_site["fn"].log_prob(guide_site["value"])
-            terms[name] = term.expand(num_samples, x.shape[0])
-    return terms
+    program, guide = program_pair(model, guide)
+    structure = inspect_program(program, guide, x)
+    with torch.no_grad(), pyro.validation_enabled(False):
+        terms = program_log_terms(program, guide, x, num_samples, structure)
+    if structure.enumerated:
+        return {"log_likelihood": terms.log_likelihood,
+                "latent": terms.log_weights - terms.log_likelihood}
+    return terms.sites
 
 
-def log_importance_weights(
-    model: Callable[..., None], guide: Callable[..., None], x: torch.Tensor, num_samples: int
-) -> torch.Tensor:
+def log_importance_weights(model: Any, guide: Callable[..., None] | None, x: torch.Tensor,
+                           num_samples: int) -> torch.Tensor:
     """Log importance weights ``log p(x, z_k) - log q(z_k | x)`` with ``z_k ~ q(z | x)``.
 
     Parameters
     ----------
-    model, guide : callable
-        Pyro programs taking ``x``; sites inside a ``"data"`` plate over ``x``.
+    model : ProbabilisticModel or callable
+    guide : callable, optional
+        The guide (default: the model object's).
     x : Tensor, shape (batch, data_dim)
     num_samples : int
         Number of samples K drawn in one vectorized pass.
@@ -139,7 +182,10 @@ def log_importance_weights(
     -------
     Tensor, shape (num_samples, batch)
     """
-    return sum(log_density_terms(model, guide, x, num_samples).values())
+    program, guide = program_pair(model, guide)
+    structure = inspect_program(program, guide, x)
+    with torch.no_grad(), pyro.validation_enabled(False):
+        return program_log_terms(program, guide, x, num_samples, structure).log_weights
 
 
 @torch.no_grad()
@@ -155,13 +201,12 @@ def _direct_log_weights(model: ProbabilisticModel, x: torch.Tensor, num_samples:
     return model.decode(z).log_prob(x) + model.prior(x).log_prob(z) - posterior.log_prob(z)
 
 
-def _is_subsample(site: dict) -> bool:
-    return type(site["fn"]).__name__ == "_Subsample"
+def _chunks(x: torch.Tensor, num_samples: int, per_point: int):
+    """Yield ``(rows, particles)`` pieces so that no pass holds more than MAX_CHUNK_ELEMENTS.
 
-
-def _chunks(model: ProbabilisticModel, x: torch.Tensor, num_samples: int):
-    """Yield ``(rows, particles)`` pieces so that no pass holds more than MAX_CHUNK_ELEMENTS."""
-    per_point = max(model.data_dim, model.latent_dim)
+    ``per_point`` is the number of values one sample of one point makes (the
+    larger of the data and latent sizes).
+    """
     limit = MAX_CHUNK_ELEMENTS_CUDA if x.device.type == "cuda" else MAX_CHUNK_ELEMENTS
     rows = max(1, min(x.shape[0], limit // per_point))
     for start in range(0, x.shape[0], rows):
@@ -172,48 +217,88 @@ def _chunks(model: ProbabilisticModel, x: torch.Tensor, num_samples: int):
         )
 
 
-def _row_guide(model: ProbabilisticModel, guide: Callable[..., None] | None,
-               rows: slice) -> Callable[..., None]:
-    if guide is None:
-        return model.guide
+def _row_guide(guide: Callable[..., None] | None, rows: slice) -> Callable[..., None] | None:
+    """The guide for some rows: a fitted per-point guide's ``restrict(rows)``, else itself."""
     restrict = getattr(guide, "restrict", None)
     return restrict(rows) if restrict is not None else guide
 
 
-def _estimate(model: ProbabilisticModel, x: torch.Tensor, num_samples: int,
-              accumulator: type[RunningMean | RunningLogMeanExp],
-              guide: Callable[..., None] | None = None, where: str = "") -> Estimate:
-    check_has_prior(model, where)
-    check_points(model, x, where)
+def _guide_callable(guide: Any) -> Callable[..., None] | None:
+    """A guide argument as a program: a per-point guide object's ``guide`` method, or itself."""
+    if guide is None or not hasattr(guide, "restrict"):
+        return guide
+    return guide.guide
+
+
+@dataclass(frozen=True)
+class _Setup:
+    program: Callable[..., None]
+    guide: Any
+    structure: ProgramStructure
+    direct: bool
+    per_point: int
+
+
+def _setup(model: Any, x: torch.Tensor, num_samples: int, guide: Any, where: str,
+           prior_proposal: bool = False, proper_prior: bool = True) -> _Setup:
+    check_data(model, x, where)
     check_positive_int(num_samples, "num_samples")
-    direct = guide is None and has_direct_elbo(model)
+    program, own_guide = program_pair(model, _guide_callable(guide))
+    proposal = None if prior_proposal else (guide if guide is not None else own_guide)
+    if not prior_proposal and proposal is None:
+        raise DataError(f"{where} needs a guide: pass guide=... (a Pyro program over the "
+                        "model's latent sites)")
+    # inspect_program traces the first two rows; a per-point guide restricted to them
+    look = _row_guide(guide, slice(0, 2)) if hasattr(guide, "restrict") else own_guide
+    structure = inspect_program(program, look, x, need_guide=not prior_proposal,
+                                proper_prior=proper_prior)
+    direct = guide is None and not prior_proposal and has_direct_elbo(model, x)
+    per_point = max(x[0].numel(), structure.latent_numel, 1)
+    return _Setup(program, proposal, structure, direct, per_point)
+
+
+def _log_weights(setup: _Setup, model: Any, batch: torch.Tensor, rows: slice,
+                 num_samples: int) -> torch.Tensor:
+    if setup.direct:
+        return _direct_log_weights(model, batch, num_samples)
+    guide = _row_guide(setup.guide, rows)
+    with torch.no_grad(), pyro.validation_enabled(False):
+        return program_log_terms(setup.program, guide, batch, num_samples,
+                                 setup.structure).log_weights
+
+
+def _estimate(model: Any, x: torch.Tensor, num_samples: int,
+              accumulator: type[RunningMean | RunningLogMeanExp],
+              guide: Any = None, where: str = "", prior_proposal: bool = False) -> Estimate:
+    setup = _setup(model, x, num_samples, guide, where, prior_proposal)
     values, errors = [], []
-    for rows, pieces in _chunks(model, x, num_samples):
-        batch, row_guide = x[rows], _row_guide(model, guide, rows)
+    for rows, pieces in _chunks(x, num_samples, setup.per_point):
+        batch = x[rows]
         running = accumulator()
         for k in pieces:
-            running.update(_direct_log_weights(model, batch, k) if direct
-                           else log_importance_weights(model.model, row_guide, batch, k))
+            running.update(_log_weights(setup, model, batch, rows, k))
         value, error = running.result(x.dtype)
         values.append(value)
         errors.append(error)
     return Estimate(torch.cat(values), torch.cat(errors), num_samples)
 
 
-def elbo(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1,
+def elbo(model: Any, x: torch.Tensor, num_samples: int = 1,
          guide: Callable[..., None] | None = None) -> Estimate:
     """The ELBO per data point, ``E_q[log p(x, z) - log q(z | x)]``, from K samples.
 
     Parameters
     ----------
-    model : ProbabilisticModel
-        A trained model; its guide is the variational posterior.
+    model : ProbabilisticModel or callable
+        A trained model (its guide is the variational posterior), or a Pyro
+        program ``model(x)`` with its latent sites inside a plate over the rows of ``x``.
     x : Tensor, shape (num_points, data_dim)
     num_samples : int
         Samples K per point (the standard error is NaN for K = 1).
     guide : callable, optional
-        Another variational posterior over ``"z"`` (default ``model.guide``);
-        a guide for fixed points has a ``restrict(rows)`` method.
+        Another variational posterior over the model's latent sites (default
+        ``model.guide``; required with a plain function); a guide for fixed
+        points has a ``restrict(rows)`` method.
 
     Returns
     -------
@@ -222,32 +307,38 @@ def elbo(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1,
     return _estimate(model, x, num_samples, RunningMean, guide, "elbo")
 
 
-def elbo_terms(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1) -> dict[str, Estimate]:
+def elbo_terms(model: Any, x: torch.Tensor, num_samples: int = 1,
+               guide: Callable[..., None] | None = None) -> dict[str, Estimate]:
     """The ELBO's two terms per data point: reconstruction E_q[log p(x | z)] and KL(q(z | x) || p(z)).
 
-    The KL is the Monte Carlo average of ``log q(z | x) - log p(z)``, so the
-    ELBO is ``reconstruction - kl`` for the same draws.
+    The reconstruction is the observed sites' log-density (averaged over the
+    exact posterior of enumerated discrete latents), and ``kl`` is the Monte
+    Carlo average of ``log q - log p`` over every latent site, so the ELBO is
+    ``reconstruction - kl`` for the same draws.
 
     Parameters
     ----------
-    model : ProbabilisticModel
+    model : ProbabilisticModel or callable
     x : Tensor, shape (num_points, data_dim)
     num_samples : int
         Samples K per point.
+    guide : callable, optional
+        As for :func:`elbo`.
 
     Returns
     -------
     dict with keys ``"reconstruction"`` and ``"kl"``, each an Estimate
     """
-    check_points(model, x, "elbo_terms")
-    check_positive_int(num_samples, "num_samples")
+    setup = _setup(model, x, num_samples, guide, "elbo_terms", proper_prior=False)
     parts: dict[str, list] = {"reconstruction": [], "kl": []}
-    for rows, pieces in _chunks(model, x, num_samples):
+    for rows, pieces in _chunks(x, num_samples, setup.per_point):
+        batch, row_guide = x[rows], _row_guide(setup.guide, rows)
         running = {"reconstruction": RunningMean(), "kl": RunningMean()}
         for k in pieces:
-            terms = log_density_terms(model.model, model.guide, x[rows], k)
-            running["reconstruction"].update(terms["x"])
-            running["kl"].update(-terms["z"])
+            with torch.no_grad(), pyro.validation_enabled(False):
+                terms = program_log_terms(setup.program, row_guide, batch, k, setup.structure)
+            running["reconstruction"].update(terms.log_likelihood)
+            running["kl"].update(terms.log_likelihood - terms.log_weights)
         for name, accumulator in running.items():
             parts[name].append(accumulator.result(x.dtype))
     return {name: Estimate(torch.cat([v for v, _ in chunks]), torch.cat([e for _, e in chunks]),
@@ -255,7 +346,7 @@ def elbo_terms(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1)
             for name, chunks in parts.items()}
 
 
-def iwae(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1000,
+def iwae(model: Any, x: torch.Tensor, num_samples: int = 1000,
          guide: Callable[..., None] | None = None) -> Estimate:
     """The importance-weighted bound ``log (1/K) sum_k p(x, z_k) / q(z_k | x)`` per point.
 
@@ -264,7 +355,7 @@ def iwae(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1000,
 
     Parameters
     ----------
-    model : ProbabilisticModel
+    model : ProbabilisticModel or callable
     x : Tensor, shape (num_points, data_dim)
     num_samples : int
         Importance samples K per point.
@@ -278,18 +369,19 @@ def iwae(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1000,
     return _estimate(model, x, num_samples, RunningLogMeanExp, guide, "iwae")
 
 
-def naive_prior(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1000) -> Estimate:
+def naive_prior(model: Any, x: torch.Tensor, num_samples: int = 1000) -> Estimate:
     """The naive Monte Carlo estimate log (1/K) sum_k p(x | z_k) with z_k ~ p(z).
 
     Its exponent is an unbiased estimate of p(x), but almost every prior draw
     explains a given image badly, so for a neural decoder the estimate is
     ruled by a few lucky draws, and a feasible K falls far short of log p(x):
-    the reason the integral is called intractable (Exercise 3).
+    the reason the integral is called intractable (Exercise 3). The draws come
+    from the model program's own prior (whatever ``prior`` a subclass defines),
+    every latent site jointly; enumerated discrete latents are summed out.
 
     Parameters
     ----------
-    model : ProbabilisticModel
-        A model with prior N(0, I) on a continuous ``"z"``.
+    model : ProbabilisticModel or callable
     x : Tensor, shape (num_points, data_dim)
     num_samples : int
         Prior draws K per point.
@@ -298,18 +390,5 @@ def naive_prior(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1
     -------
     Estimate
     """
-    check_has_prior(model, "naive_prior")
-    check_points(model, x, "naive_prior")
-    check_positive_int(num_samples, "num_samples")
-    values, errors = [], []
-    with torch.no_grad():
-        for rows, pieces in _chunks(model, x, num_samples):
-            batch = x[rows]
-            running = RunningLogMeanExp()
-            for k in pieces:
-                z = torch.randn(k, batch.shape[0], model.latent_dim, dtype=x.dtype, device=x.device)
-                running.update(model.decode(z).log_prob(batch))
-            value, error = running.result(x.dtype)
-            values.append(value)
-            errors.append(error)
-    return Estimate(torch.cat(values), torch.cat(errors), num_samples)
+    return _estimate(model, x, num_samples, RunningLogMeanExp, None, "naive_prior",
+                     prior_proposal=True)

@@ -1,12 +1,18 @@
 """NUTS on the latent posterior p(z | x) of a trained model, the reference for every approximation.
 
-The decoder is held fixed: each chain rebuilds a frozen copy of the model
-(no gradient reaches its weights, nothing touches Pyro's parameter store) and
-samples z from
+The networks are held fixed (a frozen copy of a model object: no gradient
+reaches its weights, nothing touches Pyro's parameter store) and the
+continuous latent sites of every point are sampled from
 
-    p(z | x)  proportional to  N(z; 0, I) p(x | z)
+    p(z | x)  proportional to  sum_c p(x, z, c)
 
-on the potential ``-log p(x, z)``. Given the decoder, the posteriors of
+on the potential ``-log sum_c p(x, z, c)``, read from the model's Pyro program
+with the latent sites conditioned (:func:`~ppl_vae.inference.program.program_log_joint`;
+discrete sites the model enumerates are summed out, and constrained sites are
+sampled in the unconstrained space of ``biject_to(support)``). For the
+library's Gaussian-latent programs the same density is computed directly
+(``prior(x).log_prob(z) + decode(z).log_prob(x)``), a path chosen only when
+tracing shows the two agree. Given the networks, the posteriors of
 different data points are independent. Three schemes sample them:
 
 * ``"batched"`` (default): every chain of every point is its own NUTS chain
@@ -30,7 +36,9 @@ it works for any dimension, but its cost grows quickly with it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import multiprocessing
+import pickle
 import os
 import sys
 import time
@@ -46,9 +54,17 @@ from pyro.infer.mcmc import NUTS
 
 from ppl_vae.errors import ConfigError
 from ppl_vae.inference.batched_nuts import batched_nuts
-from ppl_vae.inference.likelihood import log_joint
-from ppl_vae.models import ProbabilisticModel, build_model
-from ppl_vae.models.base import check_batch, check_has_prior, check_positive_int
+from ppl_vae.inference.likelihood import check_data
+from ppl_vae.inference.objectives import has_direct_elbo
+from ppl_vae.inference.program import (
+    ProgramStructure,
+    inspect_program,
+    latent_moments,
+    program_log_joint,
+    program_pair,
+    to_constrained,
+)
+from ppl_vae.models.base import check_positive_int
 
 SCHEMES = ("batched", "joint", "per_point")
 
@@ -116,6 +132,8 @@ class MCMCResult:
     Attributes
     ----------
     samples : Tensor, shape (num_chains, num_samples, num_points, latent_dim)
+        Every continuous latent site's value, flattened and concatenated per
+        point in program order (``latent_dim`` is their total size).
     sample_stats : dict of Tensor, each shape (num_chains, num_samples, num_points)
         ``diverging``, ``tree_depth``, ``num_steps`` (leapfrog steps),
         ``step_size`` and ``acceptance_rate`` of every draw; a joint run's
@@ -125,6 +143,8 @@ class MCMCResult:
         Seconds for the whole run, all chains.
     point_index : list of int
         Labels of the points.
+    sites : dict of str to Tensor, each shape (num_chains, num_samples, num_points, *event_shape)
+        The draws of each latent site (by default ``{"z": samples}``).
     """
 
     samples: torch.Tensor
@@ -132,17 +152,22 @@ class MCMCResult:
     config: NUTSConfig
     wall_time: float
     point_index: list[int] = field(default_factory=list)
+    sites: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.sites:
+            self.sites = {"z": self.samples}
 
     @property
     def num_points(self) -> int:
         return self.samples.shape[2]
 
     def to_inference_data(self) -> Any:
-        """An ArviZ ``InferenceData`` with dims (chain, draw, point, latent)."""
+        """An ArviZ ``InferenceData``: one variable per latent site, dims (chain, draw, point, ...)."""
         from ppl_vae.inference.diagnostics import to_inference_data
 
-        return to_inference_data(self.samples, self.sample_stats,
-                                 self.point_index or list(range(self.num_points)))
+        return to_inference_data(self.sites if len(self.sites) > 1 else self.samples,
+                                 self.sample_stats, self.point_index or list(range(self.num_points)))
 
 
 class _RecordingNUTS(NUTS):
@@ -177,12 +202,40 @@ class _RecordingNUTS(NUTS):
 
 
 @dataclass(frozen=True)
+class Target:
+    """The posterior to sample: a frozen copy of the program and how to evaluate its density.
+
+    Attributes
+    ----------
+    model : object or callable
+        A frozen copy of a model object (weights without gradients), or the
+        user's model function.
+    structure : ProgramStructure
+        The program's sites, from :func:`~ppl_vae.inference.program.inspect_program`.
+    direct : bool
+        Evaluate ``prior(x).log_prob(z) + decode(z).log_prob(x)`` directly
+        (checked equal to the program by :func:`~ppl_vae.inference.objectives.has_direct_elbo`).
+    """
+
+    model: Any
+    structure: ProgramStructure
+    direct: bool
+
+    def log_density(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """log p(x, z) + log |dz/du| per row for unconstrained latents ``u`` of shape (rows, dim)."""
+        if self.direct:
+            return self.model.prior(x).log_prob(u) + self.model.decode(u).log_prob(x)
+        program, _ = program_pair(self.model)
+        values, log_det = to_constrained(u, self.structure)
+        with pyro.validation_enabled(False):
+            return program_log_joint(program, x, values, self.structure) + log_det
+
+
+@dataclass(frozen=True)
 class _ChainTask:
     """Everything one chain needs, picklable for a spawned process."""
 
-    model_class: str
-    model_config: dict[str, Any]
-    model_state: dict[str, torch.Tensor]
+    target: Target
     x: torch.Tensor
     init: torch.Tensor
     groups: list[list[int]]
@@ -200,18 +253,16 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def _frozen_copy(model_class: str, model_config: dict[str, Any], model_state: dict[str, torch.Tensor],
-                 like: torch.Tensor) -> ProbabilisticModel:
-    """A copy of the model whose weights take no gradient, on ``like``'s device and dtype."""
-    model = build_model(model_class, model_config).to(like.device, like.dtype)
-    model.load_state_dict(model_state)
-    return model.requires_grad_(False).eval()
+def _frozen(model: Any, like: torch.Tensor) -> Any:
+    """A copy of a model object whose weights take no gradient; a plain function as it is."""
+    if not isinstance(model, torch.nn.Module):
+        return model
+    return copy.deepcopy(model).to(like.device, like.dtype).requires_grad_(False).eval()
 
 
 def _run_chain(task: _ChainTask) -> tuple[torch.Tensor, torch.Tensor]:
-    """One chain over every group of points; draws (S, P, L) and stats (S, P, len(STAT_NAMES))."""
-    config = task.config
-    model = _frozen_copy(task.model_class, task.model_config, task.model_state, task.x)
+    """One chain over every group of points; draws (S, P, D) and stats (S, P, len(STAT_NAMES))."""
+    config, target = task.config, task.target
     num_points, latent_dim = task.init.shape
     draws = task.x.new_zeros(config.num_samples, num_points, latent_dim)
     stats = torch.zeros(config.num_samples, num_points, len(STAT_NAMES), dtype=torch.float64)
@@ -221,7 +272,7 @@ def _run_chain(task: _ChainTask) -> tuple[torch.Tensor, torch.Tensor]:
             x = task.x[rows]
 
             def potential(params: dict[str, torch.Tensor], x: torch.Tensor = x) -> torch.Tensor:
-                return -log_joint(model, x, params["z"]).sum()
+                return -target.log_density(x, params["z"]).sum()
 
             kernel = _RecordingNUTS(potential_fn=potential, target_accept_prob=config.target_accept_prob,
                                     max_tree_depth=config.max_tree_depth, full_mass=config.dense_mass)
@@ -239,15 +290,15 @@ def _run_chain(task: _ChainTask) -> tuple[torch.Tensor, torch.Tensor]:
     return draws, stats
 
 
-def _run_batched(frozen: ProbabilisticModel, x: torch.Tensor, inits: list[torch.Tensor],
+def _run_batched(target: Target, x: torch.Tensor, inits: list[torch.Tensor],
                  inverse_mass: torch.Tensor, config: NUTSConfig) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """All chains of all points as independent NUTS chains in lock step (chain-major rows)."""
     num_chains, num_points = config.num_chains, len(x)
-    x_rows = x.detach().repeat(num_chains, 1)
+    x_rows = x.detach().repeat(num_chains, *([1] * (x.dim() - 1)))
 
     def potential(z: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
         rows = x_rows if len(chains) == len(x_rows) else x_rows[chains]
-        return -log_joint(frozen, rows, z)
+        return -target.log_density(rows, z)
 
     generator = torch.Generator(device=x.device).manual_seed(config.seed)
     run = batched_nuts(potential, torch.cat(inits), config.num_samples, config.warmup_steps,
@@ -271,6 +322,25 @@ def _initial_points(loc: torch.Tensor, scale: torch.Tensor, config: NUTSConfig, 
     return loc + config.init_scale * scale * noise
 
 
+def _starting_region(model: Any, guide: Any, x: torch.Tensor, target: Target,
+                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-point centre and spread of the chains' starting points, in unconstrained space.
+
+    The encoder's mean and standard deviation where the model has one and the
+    direct path applies; otherwise those of draws from the guide (or the
+    prior), see :func:`~ppl_vae.inference.program.latent_moments`.
+
+    Returns
+    -------
+    loc, scale : Tensor, each shape (num_points, latent_dim)
+    """
+    if target.direct and callable(getattr(model, "encode", None)):
+        with torch.no_grad():
+            return model.encode(x)
+    program, _ = program_pair(model)
+    return latent_moments(program, guide, x, target.structure, seed)
+
+
 def _process_context() -> multiprocessing.context.BaseContext:
     """Fork where it is safe, spawn elsewhere.
 
@@ -282,59 +352,70 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
 
 
-def _use_processes(config: NUTSConfig, x: torch.Tensor) -> bool:
+def _picklable(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:  # closures, lambdas, local classes: their chains run in this process
+        return False
+    return True
+
+
+def _use_processes(config: NUTSConfig, x: torch.Tensor, target: Target) -> bool:
     if x.device.type != "cpu" or config.num_chains == 1:
         return False
-    if config.parallel is not None:
-        return config.parallel
-    return (os.cpu_count() or 1) > 1
+    wanted = config.parallel if config.parallel is not None else (os.cpu_count() or 1) > 1
+    return wanted and _picklable(target)
 
 
-def sample_posterior(model: ProbabilisticModel, x: torch.Tensor, config: NUTSConfig = NUTSConfig(),
-                     point_index: Sequence[int] | None = None) -> MCMCResult:
-    """Sample p(z | x) for each row of ``x`` with NUTS, the decoder held fixed.
+def sample_posterior(model: Any, x: torch.Tensor, config: NUTSConfig = NUTSConfig(),
+                     point_index: Sequence[int] | None = None,
+                     guide: Any = None) -> MCMCResult:
+    """Sample p(z | x) for each row of ``x`` with NUTS, the networks held fixed.
 
     Parameters
     ----------
-    model : ProbabilisticModel
-        A trained model with a continuous latent and prior N(0, I) (VAE,
-        LinearGaussian); its encoder supplies the chains' starting points and, for the
-        batched scheme, the initial inverse mass matrix.
+    model : ProbabilisticModel or callable
+        A trained model, or a Pyro program ``model(x)`` whose latent sites lie
+        in a plate over the rows of ``x``. Every continuous latent site is
+        sampled (jointly, per point); discrete sites the program enumerates
+        are summed out. The guide supplies the chains' starting points and,
+        for the batched scheme, the initial inverse mass matrix.
     x : Tensor, shape (num_points, data_dim)
         Data points, on the model's device.
     config : NUTSConfig
     point_index : sequence of int, optional
         Labels of the points (e.g. their rows in the test set) for reports.
+    guide : callable, optional
+        The guide (default: the model object's own; with a plain function
+        and no guide the chains start from prior draws).
 
     Returns
     -------
     MCMCResult
     """
-    check_batch(x, model.data_dim, "sample_posterior")
-    check_has_prior(model, "sample_posterior")
-    if getattr(model, "latent_support", "real") != "real":
-        raise ConfigError(f"{type(model).__name__} has a discrete latent; use its exact posterior")
-    if model.latent_dim > RECOMMENDED_MAX_LATENT_DIM:
+    check_data(model, x, "sample_posterior")
+    program, own_guide = program_pair(model, guide)
+    structure = inspect_program(program, own_guide, x, need_guide=False)
+    if not structure.continuous:
+        raise ConfigError("the model has no continuous latent site to sample; its enumerated "
+                          "discrete latents have an exact posterior (e.g. GaussianMixture.posterior)")
+    if structure.latent_numel > RECOMMENDED_MAX_LATENT_DIM:
         warnings.warn(
-            f"NUTS on {model.latent_dim} latent dimensions per point is slow; it is recommended "
+            f"NUTS on {structure.latent_numel} latent dimensions per point is slow; it is recommended "
             f"for 2 to {RECOMMENDED_MAX_LATENT_DIM}", stacklevel=2)
-    with torch.no_grad():
-        loc, scale = model.encode(x)
+    direct = guide is None and has_direct_elbo(model, x)
+    target = Target(_frozen(model, x), structure, direct)
+    loc, scale = _starting_region(model, own_guide, x, target, config.seed)
     inits = [_initial_points(loc, scale, config, chain) for chain in range(config.num_chains)]
     index = list(point_index) if point_index is not None else list(range(len(x)))
-    state = {k: v.detach() for k, v in model.state_dict().items()}
     started = time.perf_counter()
     if config.scheme == "batched":
-        frozen = _frozen_copy(type(model).__name__, model.config(), state, x)
-        samples, sample_stats = _run_batched(frozen, x, inits, scale.pow(2), config)
-        return MCMCResult(samples, sample_stats, config, time.perf_counter() - started, index)
+        samples, sample_stats = _run_batched(target, x, inits, scale.pow(2), config)
+        return _result(samples, sample_stats, config, time.perf_counter() - started, index, structure)
     groups = [list(range(len(x)))] if config.scheme == "joint" else [[i] for i in range(len(x))]
-    tasks = [
-        _ChainTask(type(model).__name__, model.config(), state, x.detach(), init, groups,
-                   config.seed + chain, config)
-        for chain, init in enumerate(inits)
-    ]
-    if _use_processes(config, x):
+    tasks = [_ChainTask(target, x.detach(), init, groups, config.seed + chain, config)
+             for chain, init in enumerate(inits)]
+    if _use_processes(config, x, target):
         workers = min(config.num_chains, os.cpu_count() or 1)
         with ProcessPoolExecutor(max_workers=workers, mp_context=_process_context(),
                                  initializer=torch.set_num_threads, initargs=(1,)) as pool:
@@ -348,7 +429,16 @@ def sample_posterior(model: ProbabilisticModel, x: torch.Tensor, config: NUTSCon
     sample_stats["diverging"] = sample_stats["diverging"].bool()
     for name in ("tree_depth", "num_steps"):
         sample_stats[name] = sample_stats[name].long()
-    return MCMCResult(samples, sample_stats, config, wall_time, index)
+    return _result(samples, sample_stats, config, wall_time, index, structure)
+
+
+def _result(unconstrained: torch.Tensor, sample_stats: dict[str, torch.Tensor], config: NUTSConfig,
+            wall_time: float, index: list[int], structure: ProgramStructure) -> MCMCResult:
+    """Draws mapped back to each site's support, flat and per site."""
+    with torch.no_grad():
+        sites, _ = to_constrained(unconstrained, structure)
+    flat = torch.cat([value.reshape(*unconstrained.shape[:3], -1) for value in sites.values()], -1)
+    return MCMCResult(flat, sample_stats, config, wall_time, index, sites)
 
 
 def posterior_moments(result: MCMCResult) -> tuple[torch.Tensor, torch.Tensor]:

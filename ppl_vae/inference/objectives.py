@@ -21,18 +21,26 @@ of the effect handlers. Any other model, and any subclass that rewrites
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
+import pyro
 import torch
-from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro import poutine
+from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from torch.distributions import Bernoulli, Distribution, Independent, Normal, kl_divergence
 from torch.nn import functional as F
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.models.base import GaussianLatentModel, ProbabilisticModel
-from ppl_vae.models.linear_gaussian import LinearGaussian
-from ppl_vae.models.vae import VAE
+from ppl_vae.inference.program import (
+    ProgramStructure,
+    inspect_program,
+    program_log_terms,
+    untouched_param_store,
+)
+from ppl_vae.models.base import GaussianLatentModel
 
 #: ELBO estimators by name: ``trace`` estimates the KL term by Monte Carlo,
 #: ``meanfield`` uses the closed-form KL where one exists.
@@ -40,6 +48,9 @@ ELBO_ESTIMATORS = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
 
 #: How the loss is computed: ``auto`` = ``direct`` where the model allows it, else ``pyro``.
 ENGINES = ("auto", "direct", "pyro")
+
+#: What training maximizes: the ELBO, or the importance-weighted bound with K = num_particles.
+OBJECTIVES = ("elbo", "iwae")
 
 #: ``loss(model, x, num_data=..., beta=...)`` -> scalar tensor, the negative ELBO.
 Loss = Callable[..., torch.Tensor]
@@ -117,52 +128,178 @@ def _kl_to_standard_normal_sum(posterior: Distribution) -> torch.Tensor | None:
     return 0.5 * (loc.pow(2) + scale.pow(2) - 1.0).sum() - scale.log().sum()
 
 
-def has_direct_elbo(model: ProbabilisticModel) -> bool:
-    """Whether :func:`direct_elbo_loss` is the ELBO of this model's Pyro programs.
+def has_direct_elbo(model: Any, x: torch.Tensor | None = None) -> bool:
+    """Whether the direct transcriptions compute exactly what this model's Pyro programs compute.
 
-    True when ``model.model`` and ``model.guide`` are the library's own programs
-    (a subclass may change ``prior``, ``decode`` or ``guide_distribution``, which
-    the transcription calls, but not the programs themselves).
-    """
-    program, guide = (getattr(getattr(model, name, None), "__func__", None)
-                      for name in ("model", "guide"))  # also sees overrides on the instance
-    return (isinstance(model, GaussianLatentModel) and program is GaussianLatentModel.model
-            and any(guide is known.guide for known in (VAE, LinearGaussian)))
-
-
-def make_loss(model: ProbabilisticModel, estimator: str, num_particles: int,
-              engine: str = "auto") -> Loss:
-    """The training loss for a model: the direct transcription when possible, else Pyro's.
+    True only when both programs are methods the transcription was written
+    for (marked with :func:`~ppl_vae.models.base.transcribed`: one trace cannot
+    prove that a rewritten ``model()`` or ``guide()`` agrees on every input, so
+    a subclass that rewrites either is computed from its traces), and when
+    their behaviour confirms it: ``model.guide`` and ``model.model`` are traced
+    once on two rows (without touching the global random state or the
+    parameter store), the guide samples one site ``"z"``, the model has that
+    latent and one observed site ``"x"`` and nothing else, the sites carry the
+    scales the transcription applies (``num_data / batch``, and ``beta`` on
+    ``"z"``), and their log-densities at the traced values equal
+    ``guide_distribution(x)``'s, ``prior(x)``'s and ``decode(z)``'s. So a
+    subclass that changes ``prior``, ``decode`` or ``guide_distribution``
+    keeps the fast path (the transcription calls them) unless they add sites.
 
     Parameters
     ----------
-    model : ProbabilisticModel
+    model : object
+        A ppl_vae model, or anything else (then the answer is False).
+    x : Tensor, shape (batch, data_dim), optional
+        Data to trace with (the first two rows); zeros by default.
+    """
+    methods = ("model", "guide", "guide_distribution", "prior", "decode")
+    if not isinstance(model, GaussianLatentModel) or not all(
+            callable(getattr(model, name, None)) for name in methods):
+        return False
+    if not all(getattr(getattr(model, name), "transcribed_by_direct_elbo", False)
+               for name in ("model", "guide")):
+        return False
+    rows = x[:2] if x is not None else torch.zeros(2, model.data_dim, dtype=model.dtype,
+                                                   device=model.device)
+    devices = [rows.device] if rows.device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad(), \
+                pyro.validation_enabled(False), untouched_param_store():
+            return _traces_match(model, rows)
+    except Exception:  # a program that does not even run is left to the generic path's errors
+        return False
+
+
+def _traces_match(model: GaussianLatentModel, x: torch.Tensor) -> bool:
+    num_data, beta = 2 * x.shape[0] + 1, 0.5
+    kwargs = {"num_data": num_data, "beta": beta}
+    guide_trace = poutine.trace(model.guide).get_trace(x, **kwargs)
+    model_trace = poutine.trace(poutine.replay(model.model, trace=guide_trace)).get_trace(x, **kwargs)
+
+    def sites(trace: poutine.Trace) -> dict[str, dict]:
+        return {name: site for name, site in trace.nodes.items()
+                if site["type"] == "sample" and type(site["fn"]).__name__ != "_Subsample"}
+
+    guide_sites, model_sites = sites(guide_trace), sites(model_trace)
+    if set(guide_sites) != {"z"} or set(model_sites) != {"z", "x"}:
+        return False
+    z, observed = model_sites["z"], model_sites["x"]
+    scale = num_data / x.shape[0]
+    if (observed["is_observed"] is not True or z["is_observed"] or observed["value"] is not x
+            or not _same(guide_sites["z"]["scale"], beta * scale) or not _same(z["scale"], beta * scale)
+            or not _same(observed["scale"], scale)):
+        return False
+    value = z["value"]
+    pairs = [(guide_sites["z"]["fn"].log_prob(value), model.guide_distribution(x).log_prob(value)),
+             (z["fn"].log_prob(value), model.prior(x).log_prob(value)),
+             (observed["fn"].log_prob(x), model.decode(value).log_prob(x))]
+    return all(a.shape == b.shape and torch.allclose(a, b, rtol=1e-6, atol=1e-6) for a, b in pairs)
+
+
+def _same(scale: Any, expected: float) -> bool:
+    return abs(float(scale) - expected) <= 1e-9 * expected
+
+
+def direct_iwae_loss(model: GaussianLatentModel, x: torch.Tensor, num_data: int | None = None,
+                     beta: float = 1.0, *, num_particles: int) -> torch.Tensor:
+    """The negative IWAE bound of a Gaussian-latent model, written out (see :func:`program_iwae_loss`).
+
+    ``log w_k = log p(x | z_k) + beta (log p(z_k) - log q(z_k | x))`` with
+    ``z_k = q.rsample((K,))``, the bound ``log (1/K) sum_k w_k`` per point, summed
+    over the batch and scaled by ``num_data / batch``.
+
+    Returns
+    -------
+    Tensor, shape ()
+    """
+    scale = 1.0 if num_data is None else num_data / x.shape[0]
+    posterior = model.guide_distribution(x)
+    z = posterior.rsample((num_particles,))
+    log_weights = model.decode(z).log_prob(x) + beta * (model.prior(x).log_prob(z) - posterior.log_prob(z))
+    return -scale * (log_weights.logsumexp(0) - math.log(num_particles)).sum()
+
+
+def program_iwae_loss(model: Any, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0, *,
+                      num_particles: int, structure: ProgramStructure) -> torch.Tensor:
+    """The negative importance-weighted bound (Burda et al., 2016) from the program's log-weights.
+
+    K = ``num_particles`` joint draws of every latent site per point from the
+    guide, reparameterized, give ``log (1/K) sum_k p(x, z_k) / q(z_k | x)``
+    per point (enumerated discrete latents summed out); its gradient is the
+    IWAE estimator. ``beta`` weights the latent sites' log-densities, as in
+    the ELBO; the sum over the batch is scaled by ``num_data / batch``.
+
+    Returns
+    -------
+    Tensor, shape ()
+    """
+    scale = 1.0 if num_data is None else num_data / x.shape[0]
+    terms = program_log_terms(model.model, model.guide, x, num_particles, structure, {"beta": beta})
+    return -scale * (terms.log_weights.logsumexp(0) - math.log(num_particles)).sum()
+
+
+def make_loss(model: Any, estimator: str, num_particles: int, engine: str = "auto",
+              objective: str = "elbo", x: torch.Tensor | None = None) -> Loss:
+    """The training loss for a model: the direct transcription when possible, else from the program.
+
+    Parameters
+    ----------
+    model : ProbabilisticModel or PyroProgram
     estimator : {"meanfield", "trace"}
+        For the ELBO: closed-form or Monte Carlo KL (programs with enumerated
+        discrete latents use Pyro's ``TraceEnum_ELBO``).
     num_particles : int
+        Samples per point: particles of the ELBO, or K of the IWAE bound.
     engine : {"auto", "direct", "pyro"}
         ``direct`` requires :func:`has_direct_elbo`.
+    objective : {"elbo", "iwae"}
+    x : Tensor, shape (batch, data_dim), optional
+        Example data to trace the programs with.
 
     Returns
     -------
     callable
-        ``loss(model, x, num_data=..., beta=...)`` -> the negative ELBO.
+        ``loss(model, x, num_data=..., beta=...)`` -> the negative objective.
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
-    direct = has_direct_elbo(model)
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    direct = has_direct_elbo(model, x)
     if engine == "direct" and not direct:
         raise ConfigError(
-            f"engine='direct' needs the model and guide programs of VAE or LinearGaussian; a "
-            f"{type(model).__name__} (or a subclass that rewrites model() or guide()) trains "
-            "with engine='pyro' or 'auto'"
+            f"engine='direct' needs the model() and guide() programs of VAE or LinearGaussian (one "
+            f"latent site 'z' from guide_distribution, prior and decode); a {type(model).__name__}, "
+            "or a subclass that rewrites model() or guide(), trains with engine='pyro' or 'auto'"
         )
-    if direct and engine != "pyro":
+    use_direct = direct and engine != "pyro"
+    if objective == "iwae" and use_direct:
+        return partial(direct_iwae_loss, num_particles=num_particles)
+    if use_direct:
         return partial(direct_elbo_loss, estimator=estimator, num_particles=num_particles)
-    pyro_loss = ELBO_ESTIMATORS[estimator](
-        num_particles=num_particles, vectorize_particles=num_particles > 1
-    ).differentiable_loss
+    example = x if x is not None else torch.zeros(2, model.data_dim, dtype=model.dtype,
+                                                  device=model.device)
+    if objective == "iwae":
+        structure = inspect_program(model.model, model.guide, example)
+        if not structure.reparameterized:
+            raise ConfigError(
+                "the IWAE objective needs reparameterized guide sites (rsample); the guide samples "
+                f"{list(structure.not_reparameterized)} without, so train it with objective='elbo'"
+            )
+        return partial(program_iwae_loss, num_particles=num_particles, structure=structure)
+    try:  # an improper prior (the plain autoencoder) still has an ELBO, up to a constant
+        structure = inspect_program(model.model, model.guide, example, proper_prior=False)
+    except ConfigError:  # not per-point (e.g. a global factor): Pyro's ELBO still applies
+        structure = None
+    if structure is not None and structure.enumerated:
+        elbo = TraceEnum_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
+                              max_plate_nesting=structure.max_plate_nesting)
+    else:
+        elbo = ELBO_ESTIMATORS[estimator](num_particles=num_particles,
+                                          vectorize_particles=num_particles > 1)
+    pyro_loss = elbo.differentiable_loss
 
-    def loss(model: ProbabilisticModel, x: torch.Tensor, **kwargs) -> torch.Tensor:
+    def loss(model: Any, x: torch.Tensor, **kwargs) -> torch.Tensor:
         return pyro_loss(model.model, model.guide, x, **kwargs)
 
     return loss

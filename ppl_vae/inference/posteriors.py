@@ -7,11 +7,19 @@
   normalizing flows (Pyro's spline autoregressive transforms), a family that
   can bend and skew to follow a non-Gaussian posterior.
 
-Both are fitted by SVI on the model's own ELBO with the decoder held fixed (a
-frozen copy: no gradient reaches the decoder and nothing enters Pyro's
-parameter store), and both expose a Pyro ``guide(x)`` over site ``"z"`` for
+Both are fitted by SVI on the model program's own ELBO with the networks
+held fixed (gradients are taken with respect to the posterior's parameters
+only, and a model object is evaluated through a frozen copy, so nothing
+enters Pyro's parameter store), and both expose a Pyro ``guide(x)`` for
 exactly the points they were fitted to, so :func:`ppl_vae.inference.elbo`,
 :func:`ppl_vae.inference.iwae` and the comparison evaluate them like the encoder.
+
+They work for any program: the Gaussian lives on one flat vector per point,
+every continuous latent site in program order, mapped to each site's support
+by ``biject_to`` (as Pyro's autoguides do). A program with a single
+real-valued site samples it directly; otherwise the guide samples the vector
+as an auxiliary site and each latent site as a ``Delta`` at its slice, with
+the log-Jacobian carried in the Delta's density.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pyro
 import pyro.distributions as dist
@@ -31,7 +40,20 @@ from pyro.infer import Trace_ELBO
 from torch import nn
 
 from ppl_vae.errors import DataError
-from ppl_vae.models.base import ProbabilisticModel, check_batch, check_positive_int, data_plate
+from ppl_vae.inference.likelihood import check_data
+from ppl_vae.inference.objectives import has_direct_elbo
+from ppl_vae.inference.program import (
+    ProgramStructure,
+    inspect_program,
+    latent_moments,
+    program_pair,
+    is_real_support,
+    to_constrained,
+)
+from ppl_vae.models.base import ProbabilisticModel, check_positive_int, data_plate
+
+#: Name of the auxiliary site that holds the flat vector of every continuous latent.
+FLAT_LATENT = "_ppl_vae_latent"
 
 #: Convergence: stop when a window of steps improves the mean loss by less than this (nats per point).
 CONVERGENCE_TOLERANCE = 1e-3
@@ -44,9 +66,14 @@ def frozen_copy(model: ProbabilisticModel) -> ProbabilisticModel:
 
 
 class _PointGuide(nn.Module):
-    """A guide over ``"z"`` for a fixed set of points; ``restrict(rows)`` selects some of them."""
+    """A guide over the latent sites of a fixed set of points; ``restrict(rows)`` selects some.
+
+    ``structure`` (set by the fitting functions) names the sites and the data
+    plate; without one the guide samples ``"z"`` inside ``"data"``.
+    """
 
     num_points: int
+    structure: ProgramStructure | None = None
 
     def distribution(self, rows: slice) -> dist.TorchDistribution:
         raise NotImplementedError
@@ -54,13 +81,24 @@ class _PointGuide(nn.Module):
     def _guide(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0, *,
                rows: slice = slice(None)) -> None:
         expected = len(range(self.num_points)[rows])
-        if x.dim() != 2 or x.shape[0] != expected:
+        if x.dim() == 0 or x.shape[0] != expected:
             raise DataError(
                 f"this guide was fitted to {expected} points; it got data of shape {tuple(x.shape)}. "
                 "Evaluate it on the same points it was fitted to."
             )
-        with data_plate(x, num_data):
-            pyro.sample("z", self.distribution(rows))
+        structure = self.structure
+        if structure is None or _single_real_site(structure):
+            name = "z" if structure is None else structure.continuous[0].name
+            with _plate(x, num_data, structure):
+                pyro.sample(name, self.distribution(rows))
+            return
+        with _plate(x, num_data, structure):
+            flat = pyro.sample(FLAT_LATENT, self.distribution(rows), infer={"is_auxiliary": True})
+            values, log_det = to_constrained(flat, structure)
+            for k, site in enumerate(structure.continuous):
+                density = -log_det if k == 0 else torch.zeros_like(log_det)
+                pyro.sample(site.name, dist.Delta(values[site.name], log_density=density,
+                                                  event_dim=len(site.event_shape)))
 
     def guide(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
         """q(z) for every fitted point; ``x`` must be those points, shape (num_points, data_dim)."""
@@ -69,6 +107,17 @@ class _PointGuide(nn.Module):
     def restrict(self, rows: slice) -> Callable[..., None]:
         """The guide for the points ``rows`` only."""
         return functools.partial(self._guide, rows=rows)
+
+
+def _single_real_site(structure: ProgramStructure) -> bool:
+    sites = structure.continuous
+    return len(sites) == 1 and len(sites[0].event_shape) == 1 and is_real_support(sites[0].support)
+
+
+def _plate(x: torch.Tensor, num_data: int | None, structure: ProgramStructure | None) -> pyro.plate:
+    if structure is None or structure.data_plate == "data":
+        return data_plate(x, num_data)
+    return pyro.plate(structure.data_plate, x.shape[0], dim=-1)
 
 
 class LocalGaussian(_PointGuide):
@@ -153,9 +202,9 @@ class FitResult:
     wall_time: float
 
 
-def fit_point_guide(model: ProbabilisticModel, x: torch.Tensor, posterior: _PointGuide, *,
-                    max_steps: int = 5000, learning_rate: float = 0.01, num_particles: int = 16,
-                    seed: int = 0) -> FitResult:
+def fit_point_guide(model: ProbabilisticModel | Callable[..., None], x: torch.Tensor,
+                    posterior: _PointGuide, *, max_steps: int = 5000, learning_rate: float = 0.01,
+                    num_particles: int = 16, seed: int = 0) -> FitResult:
     """Maximize the ELBO of ``posterior`` for the points ``x`` by SVI, the decoder held fixed.
 
     Adam runs in windows of :data:`WINDOW` steps; the learning rate halves
@@ -165,10 +214,11 @@ def fit_point_guide(model: ProbabilisticModel, x: torch.Tensor, posterior: _Poin
 
     Parameters
     ----------
-    model : ProbabilisticModel
+    model : ProbabilisticModel or callable
+        A model, or a Pyro program ``model(x)``.
     x : Tensor, shape (num_points, data_dim)
     posterior : LocalGaussian or FlowPosterior
-        Trained in place.
+        Trained in place; its ``structure`` says which sites it covers.
     max_steps, learning_rate, num_particles, seed
         Optimization settings; ``num_particles`` samples of z per step.
 
@@ -176,12 +226,14 @@ def fit_point_guide(model: ProbabilisticModel, x: torch.Tensor, posterior: _Poin
     -------
     FitResult
     """
-    check_batch(x, model.data_dim, "fit_point_guide")
+    check_data(model, x, "fit_point_guide")
     pyro.set_rng_seed(seed)
-    frozen = frozen_copy(model)
+    program, _ = program_pair(frozen_copy(model) if isinstance(model, nn.Module) else model)
+    nesting = posterior.structure.max_plate_nesting if posterior.structure is not None else 1
     loss_fn = Trace_ELBO(num_particles=num_particles, vectorize_particles=True,
-                         max_plate_nesting=1).differentiable_loss
-    optimizer = torch.optim.Adam(posterior.parameters(), lr=learning_rate)
+                         max_plate_nesting=nesting).differentiable_loss
+    parameters = list(posterior.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=learning_rate)
     losses: list[float] = []
     best, stalls, step = math.inf, 0, 0
     started = time.perf_counter()
@@ -189,9 +241,10 @@ def fit_point_guide(model: ProbabilisticModel, x: torch.Tensor, posterior: _Poin
         while step < max_steps and stalls < 3:
             total = x.new_zeros(())
             for _ in range(WINDOW):
-                loss = loss_fn(frozen.model, posterior.guide, x)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                loss = loss_fn(program, posterior.guide, x)
+                # Gradients of the posterior's parameters only: nothing accumulates in the model.
+                for parameter, grad in zip(parameters, torch.autograd.grad(loss, parameters)):
+                    parameter.grad = grad
                 optimizer.step()
                 total = total + loss.detach()
                 step += 1
@@ -206,23 +259,50 @@ def fit_point_guide(model: ProbabilisticModel, x: torch.Tensor, posterior: _Poin
     return FitResult(posterior, losses, step, time.perf_counter() - started)
 
 
-def fit_local_gaussian(model: ProbabilisticModel, x: torch.Tensor, **kwargs) -> FitResult:
+def _start(model: Any, x: torch.Tensor, guide: Any, seed: int
+           ) -> tuple[torch.Tensor, torch.Tensor, ProgramStructure]:
+    """The program's structure and a per-point Gaussian to start from (the encoder's, or the guide's draws)."""
+    check_data(model, x, "fitting a per-point posterior")
+    program, own_guide = program_pair(model, guide)
+    structure = inspect_program(program, own_guide, x, need_guide=False)
+    if not structure.continuous:
+        raise DataError("the model has no continuous latent site to fit a posterior to")
+    if guide is None and has_direct_elbo(model, x) and callable(getattr(model, "encode", None)):
+        with torch.no_grad():
+            loc, scale = model.encode(x)
+        return loc, scale, structure
+    loc, scale = latent_moments(program, own_guide, x, structure, seed)
+    return loc, scale, structure
+
+
+def fit_local_gaussian(model: Any, x: torch.Tensor, guide: Any = None, **kwargs) -> FitResult:
     """q*: per-point Gaussians started at the encoder's q(z | x) and fitted to convergence.
 
-    Keyword arguments go to :func:`fit_point_guide`.
+    Parameters
+    ----------
+    model : ProbabilisticModel or callable
+    x : Tensor, shape (num_points, data_dim)
+    guide : callable, optional
+        Where to start (default: the model's own guide; the prior for a plain
+        function without one).
+    **kwargs
+        Go to :func:`fit_point_guide`.
     """
-    with torch.no_grad():
-        loc, scale = model.encode(x)
-    return fit_point_guide(model, x, LocalGaussian(loc, scale), **kwargs)
+    loc, scale, structure = _start(model, x, guide, kwargs.get("seed", 0))
+    posterior = LocalGaussian(loc, scale)
+    posterior.structure = structure
+    return fit_point_guide(model, x, posterior, **kwargs)
 
 
-def fit_flow_posterior(model: ProbabilisticModel, x: torch.Tensor, start: LocalGaussian | None = None,
-                       num_flows: int = 2, **kwargs) -> FitResult:
+def fit_flow_posterior(model: Any, x: torch.Tensor, start: LocalGaussian | None = None,
+                       num_flows: int = 2, guide: Any = None, **kwargs) -> FitResult:
     """A flow posterior per point, started at ``start`` (e.g. q*) or the encoder.
 
     Keyword arguments go to :func:`fit_point_guide`.
     """
-    with torch.no_grad():
-        loc, scale = (start.loc, start.scale) if start is not None else model.encode(x)
+    loc, scale, structure = _start(model, x, guide, kwargs.get("seed", 0))
+    if start is not None:
+        loc, scale = start.loc.detach(), start.scale.detach()
     flow = FlowPosterior(loc, scale, num_flows=num_flows)
+    flow.structure = structure
     return fit_point_guide(model, x, flow, **kwargs)

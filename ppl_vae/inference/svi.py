@@ -44,8 +44,10 @@ from ppl_vae.data import binarize, check_binarize_mode
 from ppl_vae.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingInterrupted
 from ppl_vae.inference.likelihood import elbo_terms
 from ppl_vae.inference.distributed import barrier, current_world, data_parallel_loss, mean_over_processes
-from ppl_vae.inference.objectives import ELBO_ESTIMATORS, ENGINES, has_direct_elbo, make_loss
+from ppl_vae.inference.likelihood import check_data
+from ppl_vae.inference.objectives import ELBO_ESTIMATORS, ENGINES, OBJECTIVES, has_direct_elbo, make_loss
 from ppl_vae.models.base import ProbabilisticModel, check_batch, check_device, check_values
+from ppl_vae.models.program import PyroProgram
 
 
 METRICS_NAME = "metrics.jsonl"
@@ -93,6 +95,10 @@ class SVIConfig:
         gradient; see :mod:`ppl_vae.inference.objectives`), without the
         per-step cost of Pyro's effect handlers. ``auto``: ``direct`` where
         the model allows it.
+    objective : {"elbo", "iwae"}
+        ``elbo``: the evidence lower bound. ``iwae``: the importance-weighted
+        bound of Burda et al. (2016) with K = ``num_particles`` samples per
+        point, tighter than the ELBO for K > 1 (equal at K = 1).
     """
 
     epochs: int = 200
@@ -109,6 +115,7 @@ class SVIConfig:
     log_every: int = 50
     eval_num_samples: int = 1
     engine: str = "auto"
+    objective: str = "elbo"
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "num_particles", "checkpoint_every", "log_every",
@@ -130,6 +137,9 @@ class SVIConfig:
         check_binarize_mode(self.binarize)
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"unknown objective {self.objective!r}; choose one of "
+                              f"{', '.join(OBJECTIVES)}")
 
 
 @dataclass
@@ -179,7 +189,14 @@ def kl_weight(config: SVIConfig, epoch: int, step: int, steps_per_epoch: int) ->
     return config.beta * min(1.0, progress)
 
 
-def _check_inputs(model: ProbabilisticModel, x: torch.Tensor, name: str, binarize_mode: str) -> None:
+def _check_inputs(model: ProbabilisticModel | PyroProgram, x: torch.Tensor, name: str,
+                  binarize_mode: str) -> None:
+    if isinstance(model, PyroProgram):
+        check_data(model, x, name)
+        check_device(x, model, name)
+        if binarize_mode != "none":
+            check_values(x, "bernoulli")
+        return
     check_batch(x, model.data_dim, name)
     check_device(x, model, name)
     check_values(x, "bernoulli" if binarize_mode != "none" else model.likelihood)
@@ -268,10 +285,11 @@ def _parameters_finite(model: ProbabilisticModel) -> bool:
 
 
 def train(
-    model: ProbabilisticModel,
+    model: ProbabilisticModel | PyroProgram | Any,
     train_x: torch.Tensor,
     config: SVIConfig = SVIConfig(),
     *,
+    guide: Any = None,
     test_x: torch.Tensor | None = None,
     out_dir: str | os.PathLike | None = None,
     resume: bool = False,
@@ -279,16 +297,20 @@ def train(
     progress: bool | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Fit a model's generative and inference networks by maximizing the ELBO.
+    """Fit a model's generative and inference networks by maximizing the ELBO (or the IWAE bound).
 
     Parameters
     ----------
-    model : ProbabilisticModel
-        Any ppl_vae model; trained in place, on the device of its parameters.
+    model : ProbabilisticModel, PyroProgram or callable
+        Any ppl_vae model (or subclass), trained in place on the device of its
+        parameters; or a Pyro program ``model(x)`` with its ``guide``, whose
+        parameters (``pyro.module`` / ``pyro.param``) are found by tracing.
     train_x : Tensor, shape (num_train, data_dim)
         Training data on the model's device (move it there once, beforehand).
     config : SVIConfig
         Optimization settings.
+    guide : callable, optional
+        The guide, when ``model`` is a plain function.
     test_x : Tensor, shape (num_test, data_dim), optional
         Held-out data for the per-epoch test ELBO.
     out_dir : path-like, optional
@@ -312,6 +334,12 @@ def train(
     TrainingDivergedError
         If the loss becomes NaN or infinite; the last good checkpoint is kept.
     """
+    if not isinstance(model, (ProbabilisticModel, PyroProgram)):
+        if guide is None:
+            raise ConfigError("train(model_function, x) needs the guide: train(model, x, guide=guide)")
+        model = PyroProgram(model, guide, train_x[:2])
+    elif guide is not None:
+        raise ConfigError("guide= is for plain functions; a model object trains its own guide")
     _check_inputs(model, train_x, "train_x", config.binarize)
     if test_x is not None:
         _check_inputs(model, test_x, "test_x", config.binarize)
@@ -330,11 +358,12 @@ def train(
     pyro.set_rng_seed(config.seed + world.rank)
     model.sync_param_store()
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    loss_fn = make_loss(model, config.elbo, config.num_particles, config.engine)
+    loss_fn = make_loss(model, config.elbo, config.num_particles, config.engine, config.objective,
+                        train_x[:2])
     num_train = train_x.shape[0]
     if world.size > 1:
         loss_fn = data_parallel_loss(model, loss_fn, num_train, config.batch_size, world,
-                                     even_split_needed=not has_direct_elbo(model))
+                                     even_split_needed=not has_direct_elbo(model, train_x))
     steps_per_epoch = math.ceil(num_train / config.batch_size)
     result = TrainResult()
     start_epoch, elapsed, partial = 0, 0.0, None

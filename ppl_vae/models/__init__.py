@@ -10,6 +10,7 @@ from ppl_vae.models.base import LIKELIHOODS, ProbabilisticModel
 from ppl_vae.models.gan import GAN, GANConfig, GANResult, Inversion, invert_generator, train_gan
 from ppl_vae.models.linear_gaussian import LinearGaussian
 from ppl_vae.models.mixture import GaussianMixture
+from ppl_vae.models.program import PyroProgram
 from ppl_vae.models.vae import VAE
 
 #: Model classes a checkpoint can name.
@@ -37,5 +38,5 @@ def build_model(model_class: str, config: dict[str, Any]) -> ProbabilisticModel:
 
 
 __all__ = ["GAN", "LIKELIHOODS", "MODEL_CLASSES", "Autoencoder", "GANConfig", "GANResult",
-           "GaussianMixture", "Inversion", "LinearGaussian", "ProbabilisticModel", "VAE",
+           "GaussianMixture", "Inversion", "LinearGaussian", "ProbabilisticModel", "PyroProgram", "VAE",
            "build_model", "invert_generator", "train_gan"]

@@ -14,6 +14,7 @@ from typing import Any
 import pyro
 import pyro.distributions
 import torch
+from pyro import poutine
 from torch import nn
 
 from ppl_vae.errors import ConfigError, DataError
@@ -136,6 +137,17 @@ def data_plate(x: torch.Tensor, num_data: int | None) -> pyro.plate:
     return pyro.plate("data", num_data, subsample=torch.arange(batch, device=x.device))
 
 
+def transcribed(program: Any) -> Any:
+    """Mark a model or guide method as one that the direct ELBO transcribes.
+
+    :func:`ppl_vae.inference.objectives.has_direct_elbo` takes the fast path
+    only for programs so marked (a subclass that rewrites ``model()`` or
+    ``guide()`` gets an unmarked method and is computed from its traces).
+    """
+    program.transcribed_by_direct_elbo = True
+    return program
+
+
 def latent_scale(beta: float) -> contextlib.AbstractContextManager:
     """Weight the latent site by ``beta`` (KL warm-up, beta-VAE); a no-op at 1."""
     if beta == 1.0:
@@ -187,7 +199,11 @@ class ProbabilisticModel(ParameterPlacement, nn.Module):
         raise NotImplementedError
 
     def _register(self, suffix: str, module: nn.Module) -> None:
-        pyro.module(f"{self.pyro_name}.{suffix}", module)
+        # Another model built earlier under the same name would otherwise own these
+        # entries, and Pyro's optimizers would train its tensors, not this model's.
+        name = f"{self.pyro_name}.{suffix}"
+        sync_param_store(name, module)
+        pyro.module(name, module)
 
     def sync_param_store(self) -> None:
         """Point Pyro's parameter store at this instance's parameters (see :func:`sync_param_store`)."""
@@ -204,7 +220,11 @@ class ProbabilisticModel(ParameterPlacement, nn.Module):
 
     @torch.no_grad()
     def sample(self, num_samples: int, mean: bool = True) -> torch.Tensor:
-        """Ancestral sampling: z ~ N(0, I), then x ~ p(x | z).
+        """Ancestral sampling from the model program: z ~ p(z), then x ~ p(x | z).
+
+        The program ``model`` itself is run with its observed site ``"x"``
+        released (``poutine.uncondition``), so whatever prior and layers a
+        subclass defines are the ones sampled.
 
         Parameters
         ----------
@@ -220,9 +240,11 @@ class ProbabilisticModel(ParameterPlacement, nn.Module):
         Tensor, shape (num_samples, data_dim)
         """
         check_positive_int(num_samples, "num_samples")
-        z = torch.randn(num_samples, self.latent_dim, device=self.device, dtype=self.dtype)
-        likelihood = self.decode(z)
-        return likelihood.mean if mean else likelihood.sample()
+        placeholder = torch.zeros(num_samples, self.data_dim, device=self.device, dtype=self.dtype)
+        with pyro.validation_enabled(False):
+            trace = poutine.trace(poutine.uncondition(self.model)).get_trace(placeholder)
+        site = trace.nodes["x"]
+        return site["fn"].mean if mean else site["value"]
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -239,6 +261,7 @@ class GaussianLatentModel(ProbabilisticModel):
         """The modules whose parameters belong to p(x | z), by registry suffix."""
         return {"decoder": self.decoder}
 
+    @transcribed
     def model(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
         """Generative model p(z) p(x | z) with ``x`` observed.
 

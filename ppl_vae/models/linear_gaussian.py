@@ -25,6 +25,7 @@ from torch import nn
 
 from ppl_vae.errors import DataError
 from ppl_vae.models.base import (
+    transcribed,
     GaussianLatentModel,
     check_batch,
     check_positive_int,
@@ -107,6 +108,7 @@ class LinearGaussian(GaussianLatentModel):
 
     # ----- the guide (the model is GaussianLatentModel.model) -----------------------
 
+    @transcribed
     def guide(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
         """q(z | x) = N(A x + b, S S^T), a family that contains the exact posterior."""
         check_batch(x, self.data_dim, "LinearGaussian.guide")

@@ -20,7 +20,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ppl_vae.models.base import GaussianLatentModel, check_batch, data_plate, latent_scale
+from ppl_vae.models.base import GaussianLatentModel, check_batch, data_plate, latent_scale, transcribed
 from ppl_vae.models.networks import GaussianEncoder
 from ppl_vae.models.neural import NeuralLikelihoodMixin
 
@@ -70,6 +70,7 @@ class VAE(NeuralLikelihoodMixin, GaussianLatentModel):
 
     # ----- the Pyro programs (model: GaussianLatentModel.model) ---------------------
 
+    @transcribed
     def guide(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
         """Amortized posterior q(z | x) = N(mu(x), diag sigma(x)^2); same arguments as :meth:`model`."""
         check_batch(x, self.data_dim, "VAE.guide")
