@@ -338,7 +338,8 @@ def elbo_terms(model: Any, x: torch.Tensor, num_samples: int = 1,
             with torch.no_grad(), pyro.validation_enabled(False):
                 terms = program_log_terms(setup.program, row_guide, batch, k, setup.structure)
             running["reconstruction"].update(terms.log_likelihood)
-            running["kl"].update(terms.log_likelihood - terms.log_weights)
+            latent = [term for name, term in terms.sites.items() if name not in setup.structure.observed]
+            running["kl"].update(-sum(latent) if latent else terms.log_likelihood - terms.log_weights)
         for name, accumulator in running.items():
             parts[name].append(accumulator.result(x.dtype))
     return {name: Estimate(torch.cat([v for v, _ in chunks]), torch.cat([e for _, e in chunks]),
