@@ -43,8 +43,9 @@ from ppl_vae.errors import ConfigError
 LOCK_NAME = ".ppl_vae.lock"
 MANIFEST_NAME = ".ppl_vae_manifest.json"
 MANIFEST_FORMAT = 1
-#: Files of a training folder written before manifests existed (adopted by --resume / --overwrite).
-LEGACY_TRAIN_FILES = (CHECKPOINT_NAME, "metrics.jsonl")
+#: Files of a training folder written before manifests existed: adopted by --resume and
+#: --overwrite when the folder holds a checkpoint.pt and no manifest.
+LEGACY_TRAIN_FILES = (CHECKPOINT_NAME, "metrics.jsonl", "summary.json", "samples.png")
 
 _HELD: dict[Path, RunFolder] = {}
 

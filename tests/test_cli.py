@@ -85,8 +85,8 @@ def test_unknown_data_set_lists_the_known_ones(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("flag, value, word", [
-    ("--latent-dim", "0", "latent_dim"), ("--epochs", "0", "epochs"),
-    ("--batch-size", "-5", "batch_size"),
+    ("--latent-dim", "0", "--latent-dim"), ("--epochs", "0", "--epochs"),
+    ("--batch-size", "-5", "--batch-size"),
 ])
 def test_non_positive_sizes(capsys, tmp_path, flag, value, word):
     argv = ["train", *TINY, "--out", str(tmp_path / "o")]
