@@ -17,6 +17,7 @@ loop itself stays short:
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import warnings
 from typing import Any
@@ -30,6 +31,9 @@ from ppl_vae.errors import CheckpointError, ConfigError
 #: more than the whole size of the best ELBO is no noise of SGD (epoch-to-epoch changes of a
 #: healthy run are a few per cent), while a diverging learning rate falls by orders of magnitude.
 EXPLOSION_FACTOR = 1.0
+#: A Bernoulli model that ignores z scores ``-D log 2`` per point; an ELBO ten times worse is
+#: far beyond what random initial weights give (about 1-2 times it on the digits and MNIST).
+TRIVIAL_FACTOR = 10.0
 
 
 def tensor_digest(x: torch.Tensor) -> str:
@@ -115,26 +119,42 @@ def load_training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer
         ) from None
 
 
-def warn_if_exploding(history: list[dict[str, Any]]) -> None:
-    """Warn when the last epoch's test ELBO first falls far below the best before it.
+def warn_if_exploding(history: list[dict[str, Any]], model: torch.nn.Module | None = None) -> None:
+    """Warn when the last epoch's test ELBO first falls far below its best, or below a trivial model.
 
-    Warns once per fall: only when the epoch before was not already that far below.
+    Two signs of an optimization that blew up without producing NaN:
+
+    * the test ELBO lies more than ``EXPLOSION_FACTOR * max(|best|, 1)`` below
+      the best test ELBO of the epochs before;
+    * with a Bernoulli likelihood, it lies below ``TRIVIAL_FACTOR`` times the
+      ELBO of the trivial model that ignores z and gives every pixel
+      probability 1/2 (``-data_dim * log 2`` per point): this catches a run
+      that explodes in its first epoch, when there is no best yet.
+
+    Warns once per fall: not again while the epochs stay that far down.
     """
     scores = [record.get("test_elbo") for record in history]
-    if len(scores) < 2 or scores[-1] is None:
-        return
+    trivial = None
+    if model is not None and getattr(model, "likelihood", None) == "bernoulli":
+        trivial = -model.data_dim * math.log(2.0)
 
-    def far_below(index: int) -> tuple[bool, float, int]:
+    def problem(index: int) -> str | None:
+        score = scores[index] if index >= 0 else None
+        if score is None:
+            return None
         earlier = [(s, i) for i, s in enumerate(scores[:index]) if s is not None]
-        if not earlier:
-            return False, 0.0, 0
-        best, at = max(earlier)
-        return scores[index] < best - EXPLOSION_FACTOR * max(abs(best), 1.0), best, at
+        if earlier:
+            best, at = max(earlier)
+            if score < best - EXPLOSION_FACTOR * max(abs(best), 1.0):
+                return f"far below its best {best:.4g} (epoch {history[at]['epoch']})"
+        if trivial is not None and score < TRIVIAL_FACTOR * trivial:
+            return (f"far below the {trivial:.4g} of a model that gives every pixel "
+                    "probability 1/2")
+        return None
 
-    exploding, best, at = far_below(len(scores) - 1)
-    if exploding and not (scores[-2] is not None and far_below(len(scores) - 2)[0]):
+    found = problem(len(scores) - 1)
+    if found and not problem(len(scores) - 2):
         warnings.warn(
-            f"the test ELBO fell to {scores[-1]:.4g} in epoch {history[-1]['epoch']}, far below its "
-            f"best {best:.4g} (epoch {history[at]['epoch']}): the optimization is unstable; lower "
-            "--learning-rate or add --clip-norm",
+            f"the test ELBO fell to {scores[-1]:.4g} in epoch {history[-1]['epoch']}, {found}: "
+            "the optimization is unstable; lower --learning-rate or add --clip-norm",
             RuntimeWarning, stacklevel=3)

@@ -478,7 +478,7 @@ def train(
                 bar.set_postfix(elbo=f"{record['train_elbo']:.2f}", test=f"{test_elbo:.2f}")
             record["wall_time"] = time.perf_counter() - started
             result.history.append(record)
-            warn_if_exploding(result.history)
+            warn_if_exploding(result.history, model)
             last = epoch + 1 == config.epochs
             if (out_path is not None and world.is_main
                     and ((epoch + 1) % config.checkpoint_every == 0 or last)):
