@@ -357,20 +357,22 @@ def _write_final_files(args: argparse.Namespace, model: Any, data: Dataset, resu
             model, 100, data.image_shape, out / "samples.png", title)))
     done: list[str] = []
     kept = f"the checkpoint of epoch {result.checkpoint_epoch} is complete"
+
+    def missing() -> str:
+        names = [n for n, _ in writes if n not in done]
+        return f"{names[0]} is missing" if len(names) == 1 else f"{' and '.join(names)} are missing"
+
     try:
         for name, write in writes:
-            missing = ", ".join(n for n, _ in writes if n not in done)
-            with _writing(out / name, f"{kept} but {missing} is missing: free space or fix the "
-                          "folder, then run the same command with --resume to write it"):
+            with _writing(out / name, f"{kept} but {missing()}: free space or fix the folder, "
+                          "then run the same command with --resume to write them"):
                 write()
             done.append(name)
     except KeyboardInterrupt as interruption:
         number = getattr(interruption, "signal_number", signal.SIGINT)
-        missing = ", ".join(n for n, _ in writes if n not in done)
         raise TrainingInterrupted(
             f"stopped by {signal.Signals(number).name} while writing the last files: {kept}, "
-            f"{missing} is missing; run the same command with --resume to write it",
-            number) from None
+            f"{missing()}; run the same command with --resume to write them", number) from None
 
 
 def run_sample(args: argparse.Namespace) -> int:

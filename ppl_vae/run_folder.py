@@ -105,7 +105,12 @@ class RunFolder:
         """Delete the files of the previous run of this command (``--overwrite``)."""
         previous = [name for name, owner in self.files.items() if owner == self.owner]
         for name in previous:
-            (self.path / name).unlink(missing_ok=True)
+            try:
+                (self.path / name).unlink(missing_ok=True)
+            except OSError as error:
+                raise ConfigError(
+                    f"cannot remove {self.path / name} of the previous run ({error.strerror}); "
+                    "remove it yourself, or choose another --out folder") from None
             del self.files[name]
         if previous:
             self._write_manifest()
