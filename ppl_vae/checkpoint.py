@@ -308,6 +308,11 @@ def validate_checkpoint(checkpoint: Any, path: str | os.PathLike = CHECKPOINT_NA
         if isinstance(value, bool) or not isinstance(value, types):
             names = " or ".join(t.__name__ for t in types)
             raise CheckpointError(f"{path}: {key} should be a {names}, not {_describe(value)}; {fix}")
+    for key in ("model_config", "svi_config", "metadata"):
+        if key in checkpoint and not _is_plain(checkpoint[key]):
+            raise CheckpointError(
+                f"{path}: {key} should hold plain values (numbers, strings, lists), but holds a "
+                f"tensor or another object; {fix}")
     bad_names = [name for name in checkpoint["model_state"] if not isinstance(name, str)]
     bad_values = [name for name, value in checkpoint["model_state"].items()
                   if not isinstance(value, torch.Tensor)]
@@ -319,9 +324,28 @@ def validate_checkpoint(checkpoint: Any, path: str | os.PathLike = CHECKPOINT_NA
         raise CheckpointError(f"{path}: epoch is {checkpoint['epoch']}, below 0; {fix}")
     if "history" in checkpoint and not all(isinstance(r, dict) for r in checkpoint["history"]):
         raise CheckpointError(f"{path}: history should be a list of per-epoch dicts; {fix}")
-    if "rng_state" in checkpoint and not isinstance(checkpoint["rng_state"].get("torch"),
-                                                    torch.Tensor):
-        raise CheckpointError(f"{path}: rng_state lacks the torch generator's state tensor; {fix}")
+    if "rng_state" in checkpoint:
+        _check_rng_state(checkpoint["rng_state"], "rng_state", path, fix)
+    if "history" in checkpoint and "epoch" in checkpoint:
+        if len(checkpoint["history"]) != checkpoint["epoch"]:
+            raise CheckpointError(
+                f"{path}: history holds {len(checkpoint['history'])} epochs but epoch is "
+                f"{checkpoint['epoch']}; {fix}")
+    if "partial_epoch" in checkpoint:
+        partial = checkpoint["partial_epoch"]
+        step = partial.get("step")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise CheckpointError(f"{path}: partial_epoch has no positive step; {fix}")
+        if not isinstance(partial.get("loss_sum"), torch.Tensor) or partial["loss_sum"].numel() != 1:
+            raise CheckpointError(f"{path}: partial_epoch has no loss_sum tensor; {fix}")
+        for key in ("epoch_rng_state", "rng_state"):
+            _check_rng_state(partial.get(key), f"partial_epoch's {key}", path, fix)
+    shape = checkpoint.get("metadata", {}).get("image_shape")
+    if shape is not None and not (isinstance(shape, (list, tuple)) and len(shape) == 2 and all(
+            isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in shape)):
+        raise CheckpointError(
+            f"{path}: metadata's image_shape should be None or [height, width], not "
+            f"{_describe(shape)}; {fix}")
     non_finite = non_finite_weights(checkpoint["model_state"])
     if non_finite:
         if verb == "save":
@@ -333,6 +357,32 @@ def validate_checkpoint(checkpoint: Any, path: str | os.PathLike = CHECKPOINT_NA
             "in all), which give meaningless samples and scores; retrain with a smaller "
             "--learning-rate or --clip-norm, or point to another checkpoint"
         )
+
+
+def _is_plain(value: Any) -> bool:
+    """True for None, bool, int, float, str and lists, tuples and str-keyed dicts of them."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _is_plain(item) for key, item in value.items())
+    return False
+
+
+def _check_rng_state(state: Any, what: str, path: Path, fix: str) -> None:
+    """A generator state as :func:`torch.get_rng_state` gives it (and CUDA ones, if any)."""
+    expected = torch.get_rng_state()
+    tensor = state.get("torch") if isinstance(state, dict) else None
+    if not (isinstance(tensor, torch.Tensor) and tensor.dtype == torch.uint8
+            and tensor.shape == expected.shape):
+        raise CheckpointError(
+            f"{path}: {what} lacks the torch generator's state (a uint8 tensor of "
+            f"{expected.numel()} bytes); {fix}")
+    cuda = state.get("cuda", [])
+    if not (isinstance(cuda, list) and all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8
+                                           for t in cuda)):
+        raise CheckpointError(f"{path}: {what}'s CUDA generator states are not byte tensors; {fix}")
 
 
 def require_keys(checkpoint: dict[str, Any], keys: tuple[str, ...], path: str | os.PathLike,

@@ -338,8 +338,9 @@ def _train(args: argparse.Namespace, device: torch.device, world: World) -> int:
         _write_final_files(args, model, data, result, binarize, device, out)
     if not quiet:
         last = result.history[-1]
-        print(f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.2f}, test ELBO "
-              f"{last['test_elbo']:.2f} nats per data point, {last['wall_time']:.1f} s")
+        print(f"epoch {last.get('epoch')}: train ELBO {last.get('train_elbo', math.nan):.2f}, "
+              f"test ELBO {last.get('test_elbo', math.nan):.2f} nats per data point, "
+              f"{last.get('wall_time', math.nan):.1f} s")
         print(f"wrote {', '.join(str(out / name) for name in outputs)}")
     return 0
 

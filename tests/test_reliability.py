@@ -257,6 +257,37 @@ def test_6_each_mistyped_field_is_one_line_in_every_command(trained, capsys, tmp
     assert key in run_error(capsys, argv[command])
 
 
+def _set(path: tuple, value):
+    def mutate(checkpoint):
+        parent = checkpoint
+        for key in path[:-1]:
+            parent = parent[key]
+        parent[path[-1]] = value
+    return mutate
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (_set(("rng_state", "torch"), torch.zeros(2, dtype=torch.uint8)), "generator's state"),
+    (_set(("history",), []), "history holds 0 epochs but epoch is 2"),
+    (_set(("optimizer_state", "state", 0, "exp_avg"), torch.zeros(3)), "exp_avg does not match"),
+    (_set(("optimizer_state", "state", 0, "step"), "x"), "mapping of parameters to tensors"),
+    (_set(("optimizer_state", "param_groups", 0, "lr"), "x"), "optimizer's lr is 'x'"),
+    (_set(("partial_epoch",), {"step": 3}), "partial_epoch has no loss_sum"),
+    (_set(("model_config", "data_dim"), torch.zeros(3)), "model_config should hold plain values"),
+    (_set(("metadata", "image_shape"), "x"), "image_shape should be None or"),
+], ids=["rng", "history", "adam-shape", "adam-step", "adam-lr", "partial", "config", "image"])
+def test_6_deeper_damage_found_by_fuzzing_is_one_line_on_resume(trained, capsys, tmp_path, mutate,
+                                                                 message):
+    checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
+    mutate(checkpoint)
+    checkpoint["sha256"] = content_digest(checkpoint)
+    folder = tmp_path / "edited"
+    folder.mkdir()
+    torch.save(checkpoint, folder / "checkpoint.pt")
+    assert message in run_error(capsys, ["train", *with_flag(TINY, "--epochs", "3"), "--out",
+                                         str(folder), "--resume"])
+
+
 @pytest.mark.parametrize("command", ["sample", "evaluate", "train"])
 def test_7_nan_weights_are_refused_everywhere(trained, capsys, tmp_path, command):
     checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)

@@ -107,16 +107,46 @@ def check_resume(checkpoint: dict[str, Any], epochs: int, fingerprint: dict[str,
 
 def load_training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
-    """Load the weights and the optimizer state, turning a mismatch into a one-line error."""
+    """Load the weights and the optimizer state, turning any mismatch into a one-line error.
+
+    The optimizer state must have the structure of ``optimizer``'s own: the
+    same parameter groups with settings of the same types, and moment tensors
+    of the parameters' shapes (torch would accept others and fail at the first
+    step).
+    """
+    fresh, saved = optimizer.state_dict(), checkpoint["optimizer_state"]
+
+    def refuse(reason: str) -> CheckpointError:
+        return CheckpointError(
+            f"the weights or optimizer state in {path} do not fit this model ({reason}); the file "
+            "is damaged or was edited: start a new run with --overwrite")
+
+    state = saved.get("state")
+    if not (isinstance(state, dict) and all(
+            isinstance(entry, dict) and all(isinstance(v, torch.Tensor) for v in entry.values())
+            for entry in state.values())):
+        raise refuse("the optimizer's state is not a mapping of parameters to tensors")
+    groups = saved.get("param_groups")
+    if not isinstance(groups, list) or len(groups) != len(fresh["param_groups"]):
+        raise refuse("the optimizer's parameter groups differ")
+    for group, expected in zip(groups, fresh["param_groups"]):
+        if not isinstance(group, dict) or set(group) != set(expected):
+            raise refuse("the optimizer's settings differ")
+        for key, value in expected.items():
+            if key != "params" and type(group[key]) is not type(value):
+                raise refuse(f"the optimizer's {key} is {group[key]!r}")
     try:
         model.load_state_dict(checkpoint["model_state"])
-        optimizer.load_state_dict(checkpoint["optimizer_state"])
-    except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
+        optimizer.load_state_dict(saved)
+    except (RuntimeError, KeyError, ValueError, TypeError, IndexError, AttributeError) as error:
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else repr(error)
-        raise CheckpointError(
-            f"the weights or optimizer state in {path} do not fit this model ({reason}); the file "
-            "is damaged or was edited: start a new run with --overwrite"
-        ) from None
+        raise refuse(reason) from None
+    for parameter, state in optimizer.state.items():
+        for key, value in state.items():
+            if not isinstance(value, torch.Tensor) or (key != "step"
+                                                       and value.shape != parameter.shape):
+                raise refuse(f"the optimizer's {key} does not match a parameter of shape "
+                             f"{tuple(parameter.shape)}")
 
 
 def warn_if_exploding(history: list[dict[str, Any]], model: torch.nn.Module | None = None) -> None:
