@@ -126,8 +126,15 @@ def atomic_write(path: str | os.PathLike, write: Any, tag: str | None = None) ->
 
 
 def _umask() -> int:
-    """The process's umask (reading it means setting it; set it straight back)."""
-    mask = os.umask(0o022)
+    """The process's umask: from /proc where Linux shows it, else by setting it and back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # not thread-safe for that instant, hence the /proc route first
     os.umask(mask)
     return mask
 
@@ -155,7 +162,7 @@ def _update_digest(digest: Any, value: Any) -> None:
         tensor = value.detach().cpu().contiguous().reshape(-1)
         digest.update(f"T{tensor.dtype}{tuple(value.shape)}".encode())
         if tensor.numel():
-            digest.update(tensor.view(torch.uint8).numpy().tobytes())
+            digest.update(tensor.view(torch.uint8).numpy())  # the buffer itself, no copy
     elif isinstance(value, dict):
         digest.update(f"D{len(value)}".encode())
         for key in sorted(value, key=repr):

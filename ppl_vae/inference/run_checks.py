@@ -41,7 +41,7 @@ def tensor_digest(x: torch.Tensor) -> str:
     flat = x.detach().cpu().contiguous().reshape(-1)
     digest = hashlib.sha256(f"{x.dtype}{tuple(x.shape)}".encode())
     if flat.numel():
-        digest.update(flat.view(torch.uint8).numpy().tobytes())
+        digest.update(flat.view(torch.uint8).numpy())  # the buffer itself, no copy
     return digest.hexdigest()
 
 
