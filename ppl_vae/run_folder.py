@@ -33,6 +33,7 @@ import functools
 import json
 import os
 import secrets
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ MANIFEST_FORMAT = 1
 LEGACY_TRAIN_FILES = (CHECKPOINT_NAME, "metrics.jsonl", "summary.json", "samples.png")
 
 _HELD: dict[Path, RunFolder] = {}
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
 
 
 class RunFolder:
@@ -183,6 +185,12 @@ def _lock(path: Path) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
+            if error.errno in _NO_LOCKS:  # e.g. some network file systems
+                warnings.warn(
+                    f"cannot lock {path} ({error.strerror}): the file system does not support "
+                    "locks, so make sure no other ppl-vae run writes into it", RuntimeWarning,
+                    stacklevel=2)
+                break
             os.close(fd)
             if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise

@@ -133,3 +133,16 @@ def test_a_damaged_manifest_is_refused_not_ignored(tmp_path):
         with hold(tmp_path, "train"):
             pass
     assert not (tmp_path / LOCK_NAME).exists()
+
+
+def test_a_file_system_without_locks_warns_and_carries_on(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(RuntimeWarning, match="does not support locks"), hold(tmp_path, "train"):
+        atomic_write_text(tmp_path / "summary.json", "{}")
+    assert (tmp_path / "summary.json").exists()
