@@ -93,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a VAE by SVI",
         description="Train a VAE by stochastic variational inference. Writes OUT/checkpoint.pt, "
                     "OUT/metrics.jsonl (one line per epoch), OUT/samples.png (100 generated "
-                    "images) and OUT/summary.json.",
+                    "images) and OUT/summary.json. One run at a time holds OUT (a second one "
+                    "is refused with the first one's PID), and files that ppl_vae did not "
+                    "write are never replaced or deleted (OUT/.ppl_vae_manifest.json lists "
+                    "those it wrote).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     fit.add_argument("--data", default="mnist5k",
                      help=f"data set: {', '.join(KNOWN_DATASETS)}")
@@ -358,6 +361,8 @@ def _write_final_files(args: argparse.Namespace, model: Any, data: Dataset, resu
             model, 100, data.image_shape, out / "samples.png", title)))
     done: list[str] = []
     kept = f"the checkpoint of epoch {result.checkpoint_epoch} is complete"
+    again = ("run the same command with --resume" + (" instead of --overwrite" if args.overwrite
+                                                     else "") + " to write them")
 
     def missing() -> str:
         names = [n for n, _ in writes if n not in done]
@@ -366,14 +371,14 @@ def _write_final_files(args: argparse.Namespace, model: Any, data: Dataset, resu
     try:
         for name, write in writes:
             with _writing(out / name, f"{kept} but {missing()}: free space or fix the folder, "
-                          "then run the same command with --resume to write them"):
+                          f"then {again}"):
                 write()
             done.append(name)
     except KeyboardInterrupt as interruption:
         number = getattr(interruption, "signal_number", signal.SIGINT)
         raise TrainingInterrupted(
             f"stopped by {signal.Signals(number).name} while writing the last files: {kept}, "
-            f"{missing()}; run the same command with --resume to write them", number) from None
+            f"{missing()}; {again}", number) from None
 
 
 def run_sample(args: argparse.Namespace) -> int:
