@@ -533,6 +533,30 @@ def test_13_a_healthy_run_does_not_warn(trained, capsys):
         warn_if_exploding(history, VAE(64, 2, hidden_dims=(16,)))
 
 
+def _history(scores):
+    return [{"epoch": i + 1, "test_elbo": score} for i, score in enumerate(scores)]
+
+
+@pytest.mark.parametrize("scores, warns", [
+    ([-120.0, -110.0, -105.0, -104.0], False),   # healthy
+    ([-120.0, -110.0, -190.0], False),           # a bad epoch, but within |best| of the best
+    ([-120.0, -110.0, -3.9e7], True),            # the explosion
+    ([-120.0, -3.9e7, -4.0e7], False),           # still down there: warned once already
+    ([-0.5, -0.2, -1.5], True),                  # near zero the margin is 1 nat, not |best|
+])
+def test_13_the_best_so_far_rule_warns_once_per_fall(scores, warns):
+    import warnings
+
+    from ppl_vae.inference.run_checks import warn_if_exploding
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_exploding(_history(scores))
+    assert bool(caught) == warns, [str(w.message) for w in caught]
+    if warns:
+        assert f"epoch {len(scores)}" in str(caught[0].message)
+
+
 # ----- 14. the thread count is recorded, and a resume with another one says so ------------------
 
 
