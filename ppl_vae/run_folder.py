@@ -13,8 +13,9 @@ atomically, so they always read a complete checkpoint.
 which command wrote them. A name is recorded *before* its file is written, so a
 killed run never leaves a file the manifest does not know. Nothing outside the
 manifest is ever replaced or deleted, with or without ``--overwrite``;
-``--overwrite`` removes the previous run's files when the new run starts, so
-none of them is left stale beside the new run. Every write into a held folder
+``--overwrite`` removes the previous run's files when the new run starts (for
+``train``: every file of the manifest, comparisons of the old model included),
+so none of them is left stale beside the new run. Every write into a held folder
 goes through :func:`ppl_vae.checkpoint.atomic_write`, which asks
 :func:`claim_for_write` for the run's temporary-file tag: temporary files are
 named ``.NAME.TAG.tmp`` with a random tag stored in the manifest, and a later
@@ -103,9 +104,14 @@ class RunFolder:
             self._write_manifest()
         return self.tag
 
-    def remove_previous(self) -> None:
-        """Delete the files of the previous run of this command (``--overwrite``)."""
-        previous = [name for name, owner in self.files.items() if owner == self.owner]
+    def remove_previous(self, every_command: bool) -> None:
+        """Delete the files ppl_vae wrote before: all of them, or only this command's.
+
+        A new training run replaces everything (a comparison of the old model
+        would be stale beside it); a new comparison replaces the old comparison.
+        """
+        previous = [name for name, owner in self.files.items()
+                    if every_command or owner == self.owner]
         for name in previous:
             try:
                 (self.path / name).unlink(missing_ok=True)
@@ -235,7 +241,7 @@ def _open(path: Path, owner: str, names: Iterable[str], resume: bool, overwrite:
             stale.unlink(missing_ok=True)
         folder.check_names(names)
         if overwrite:
-            folder.remove_previous()
+            folder.remove_previous(every_command=owner == "train")
     except BaseException:
         with contextlib.suppress(OSError):
             (path / LOCK_NAME).unlink(missing_ok=True)  # still locked: see RunFolder.release
@@ -262,7 +268,8 @@ def hold(path: str | os.PathLike, owner: str, names: Iterable[str] = (), *, resu
     resume : bool
         The run continues the previous one (its files may be replaced).
     overwrite : bool
-        Remove the previous run's files of ``owner`` first.
+        Remove the files of the previous run first: every file of the manifest
+        for ``owner == "train"``, else only those ``owner`` wrote.
 
     Yields
     ------

@@ -79,7 +79,7 @@ def test_a_users_file_that_appears_during_the_run_is_not_replaced(tmp_path):
     assert (tmp_path / "samples.png").read_text() == "mine"
 
 
-def test_overwrite_removes_the_previous_runs_files_only(tmp_path):
+def test_overwrite_removes_the_previous_runs_files_and_nothing_else(tmp_path):
     with hold(tmp_path, "train"):
         for name in ("checkpoint.pt", "samples.png", "summary.json"):
             atomic_write_text(tmp_path / name, "old run")
@@ -89,10 +89,21 @@ def test_overwrite_removes_the_previous_runs_files_only(tmp_path):
     with hold(tmp_path, "train", ("checkpoint.pt", "summary.json"), overwrite=True):
         atomic_write_text(tmp_path / "checkpoint.pt", "new run")
         atomic_write_text(tmp_path / "summary.json", "new run")
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == [MANIFEST_NAME, "checkpoint.pt", "comparison.json", "notes.txt", "summary.json"]
+    names = sorted(p.name for p in tmp_path.iterdir())  # the old model's comparison went too
+    assert names == [MANIFEST_NAME, "checkpoint.pt", "notes.txt", "summary.json"]
     files = json.loads((tmp_path / MANIFEST_NAME).read_text())["files"]
-    assert files == {"checkpoint.pt": "train", "summary.json": "train", "comparison.json": "compare"}
+    assert files == {"checkpoint.pt": "train", "summary.json": "train"}
+
+
+def test_a_new_comparison_replaces_only_the_old_comparison(tmp_path):
+    with hold(tmp_path, "train"):
+        atomic_write_text(tmp_path / "checkpoint.pt", "the run")
+    with hold(tmp_path, "compare", overwrite=True):
+        atomic_write_text(tmp_path / "pair.png", "old comparison, latent 2")
+    with hold(tmp_path, "compare", overwrite=True):
+        atomic_write_text(tmp_path / "trace.png", "new comparison")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [MANIFEST_NAME, "checkpoint.pt",
+                                                          "trace.png"]
 
 
 def test_only_the_temporaries_of_ppl_vae_runs_are_removed(tmp_path):
