@@ -1,15 +1,26 @@
-"""Checkpoints: atomic writes, safe loads, and a clear word on every failure.
+"""Checkpoints: atomic writes, safe loads, integrity and structure checked, a clear word on every failure.
 
 A checkpoint is a dictionary of tensors and plain Python values, so it loads
 with ``torch.load(..., weights_only=True)``: no pickled code runs on load.
 Writes go to a temporary file in the same folder, are flushed to disk, and
 then renamed over the old file, so a crash leaves either the old or the new
 checkpoint, never a truncated one.
+
+Every checkpoint :func:`save_checkpoint` writes carries ``sha256``, a SHA-256
+digest of its content (every tensor's dtype, shape and bytes and every plain
+value, in a fixed order; see :func:`content_digest`). :func:`load_checkpoint`
+recomputes it, so a flipped bit anywhere in the weights is reported as damage
+instead of loading as wrong weights, and then checks the whole structure in one
+place (:func:`validate_checkpoint`): each problem gets its own one-line error.
+Checkpoints of format 1 written before the digest existed load unverified.
+Non-finite weights are never written and never loaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,7 +34,26 @@ FORMAT_VERSION = 1
 
 REQUIRED_KEYS = ("format_version", "model_class", "model_config", "model_state")
 
+#: Keys a checkpoint may hold besides :data:`REQUIRED_KEYS`, with the types they must have.
+OPTIONAL_KEYS: dict[str, tuple[type, ...]] = {
+    "optimizer_state": (dict,),
+    "svi_config": (dict,),
+    "epoch": (int,),
+    "history": (list,),
+    "rng_state": (dict,),
+    "elapsed": (int, float),
+    "metadata": (dict,),
+    "partial_epoch": (dict,),
+    "data_fingerprint": (dict,),
+    "num_threads": (int,),
+    "sha256": (str,),
+}
+
+#: What ``--resume`` needs beyond :data:`REQUIRED_KEYS`.
+RESUME_KEYS = ("optimizer_state", "svi_config", "epoch", "history", "rng_state")
+
 CHECKPOINT_NAME = "checkpoint.pt"
+DIGEST_KEY = "sha256"
 
 
 def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
@@ -35,15 +65,26 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
 def remove_stale_temporaries(folder: str | os.PathLike, names: tuple[str, ...]) -> None:
     """Delete the temporary files :func:`atomic_write` leaves for ``names`` when its process is killed.
 
-    Call it only where no other process is writing those files.
+    Deletes every ``.NAME.*.tmp``, whoever wrote it: call it only on folders
+    that ppl_vae owns. Run folders use :class:`ppl_vae.run_folder.RunFolder`,
+    which removes only the temporaries its own runs created.
     """
     for name in names:
         for stale in Path(folder).glob(f".{name}.*.tmp"):
             stale.unlink(missing_ok=True)
 
 
-def atomic_write(path: str | os.PathLike, write: Any) -> None:
+def temporary_name(path: str | os.PathLike, tag: str) -> Path:
+    """The temporary file :func:`atomic_write` uses for ``path`` when given ``tag``."""
+    path = Path(path)
+    return path.parent / f".{path.name}.{tag}.tmp"
+
+
+def atomic_write(path: str | os.PathLike, write: Any, tag: str | None = None) -> None:
     """Write a file atomically: ``write(file)`` into a temporary file, fsync, rename.
+
+    The new file gets the permissions the umask allows (as ``open`` would give),
+    not the 0600 of ``tempfile.mkstemp``.
 
     Parameters
     ----------
@@ -51,10 +92,24 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
         Final location; its folder must exist.
     write : callable
         Called with a binary file object open for writing.
+    tag : str, optional
+        Name the temporary file ``.NAME.TAG.tmp`` (see :func:`temporary_name`),
+        so that its owner can recognize it if the process dies; by default a
+        random name. Inside a folder held by :func:`ppl_vae.run_folder.hold`
+        the run's tag is used and the file is recorded in its manifest.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if tag is None:
+        from ppl_vae.run_folder import claim_for_write  # run_folder imports this module
+
+        tag = claim_for_write(path)
+    if tag is None:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    else:
+        tmp_name = str(temporary_name(path, tag))
+        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -70,32 +125,99 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
         os.close(directory)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def _umask() -> int:
+    """The process's umask: from /proc where Linux shows it, else by setting it and back."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # not thread-safe for that instant, hence the /proc route first
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, tag: str | None = None) -> None:
     """Write a text file atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), tag)
 
 
-def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
-    """Save a checkpoint dictionary atomically.
+def content_digest(value: Any) -> str:
+    """SHA-256 of a checkpoint's content: tensors by dtype, shape and bytes, plain values by type and value.
+
+    Dictionaries are visited in the order of their keys' ``repr``, so the digest
+    does not depend on insertion order. The key :data:`DIGEST_KEY` of the
+    top-level dictionary is left out.
+    """
+    digest = hashlib.sha256()
+    _update_digest(digest, {k: v for k, v in value.items() if k != DIGEST_KEY}
+                   if isinstance(value, dict) else value)
+    return digest.hexdigest()
+
+
+def _update_digest(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{tensor.dtype}{tuple(value.shape)}".encode())
+        if tensor.numel():
+            digest.update(tensor.view(torch.uint8).numpy())  # the buffer itself, no copy
+    elif isinstance(value, dict):
+        digest.update(f"D{len(value)}".encode())
+        for key in sorted(value, key=repr):
+            _update_digest(digest, key)
+            _update_digest(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__[0]}{len(value)}".encode())
+        for item in value:
+            _update_digest(digest, item)
+    elif isinstance(value, float):
+        digest.update(b"f" + struct.pack("<d", value))
+    else:
+        digest.update(f"{type(value).__name__}:{value!r}".encode())
+
+
+def non_finite_weights(state: dict[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict that hold NaN or inf."""
+    return [name for name, value in state.items()
+            if isinstance(value, torch.Tensor) and value.is_floating_point()
+            and not bool(torch.isfinite(value).all())]
+
+
+def save_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any], tag: str | None = None) -> None:
+    """Save a checkpoint dictionary atomically, with its content digest.
 
     Parameters
     ----------
     path : path-like
         Target file (conventionally ``OUT/checkpoint.pt``).
     checkpoint : dict
-        Must hold :data:`REQUIRED_KEYS` except ``format_version``, which is added.
+        Must hold :data:`REQUIRED_KEYS` except ``format_version``, which is
+        added, as is ``sha256``.
+    tag : str, optional
+        Passed to :func:`atomic_write`.
+
+    Raises
+    ------
+    CheckpointError
+        If a required key is missing, the structure is invalid, or a weight is
+        NaN or infinite (nothing is written then).
     """
     checkpoint = {"format_version": FORMAT_VERSION, **checkpoint}
     missing = [key for key in REQUIRED_KEYS if key not in checkpoint]
     if missing:
         raise CheckpointError(f"refusing to save a checkpoint without {', '.join(missing)}")
-    atomic_write(path, lambda handle: torch.save(checkpoint, handle))
+    checkpoint.pop(DIGEST_KEY, None)
+    validate_checkpoint(checkpoint, Path(path), verb="save")
+    checkpoint[DIGEST_KEY] = content_digest(checkpoint)
+    atomic_write(path, lambda handle: torch.save(checkpoint, handle), tag)
 
 
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device | None = "cpu"
 ) -> dict[str, Any]:
-    """Load and check a checkpoint without executing pickled code.
+    """Load a checkpoint without executing pickled code, verify its digest and check its structure.
 
     Parameters
     ----------
@@ -107,8 +229,10 @@ def load_checkpoint(
     Raises
     ------
     CheckpointError
-        If the file is missing, truncated, not a ppl_vae checkpoint, holds
-        anything but tensors and plain values, or has another format version.
+        If the file is missing, truncated, damaged (digest mismatch), not a
+        ppl_vae checkpoint, holds anything but tensors and plain values, has
+        another format version, a field of the wrong type, or NaN or infinite
+        weights.
     """
     path = resolve_checkpoint_path(path)
     if not path.is_file():
@@ -126,17 +250,158 @@ def load_checkpoint(
             f"cannot read checkpoint {path}: {reason}. It is corrupt, truncated or not "
             "a ppl_vae checkpoint; retrain, or point to another checkpoint."
         ) from None
+    if isinstance(checkpoint, dict) and DIGEST_KEY in checkpoint:
+        stored = checkpoint[DIGEST_KEY]
+        if not isinstance(stored, str) or stored != content_digest(checkpoint):
+            raise CheckpointError(
+                f"{path.name} is damaged (checksum mismatch); the previous checkpoint was "
+                f"replaced when this one was written, so restore {path} from a backup, or retrain "
+                "(`ppl-vae train ... --overwrite`)"
+            )
+    validate_checkpoint(checkpoint, path)
+    return checkpoint
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"{type(value).__name__} {value!r}"[:80]
+
+
+def validate_checkpoint(checkpoint: Any, path: str | os.PathLike = CHECKPOINT_NAME,
+                        verb: str = "load") -> None:
+    """Check the structure of a checkpoint dictionary: the one place where it is checked.
+
+    Parameters
+    ----------
+    checkpoint : any
+        What ``torch.load`` returned.
+    path : path-like
+        Named in the messages.
+    verb : {"load", "save"}
+        Whether the checkpoint is being read or written (for the messages).
+
+    Raises
+    ------
+    CheckpointError
+        Naming the first problem: not a dictionary, a required key missing,
+        another format version, a field of the wrong type, non-finite weights.
+    """
+    path = Path(path)
     if not isinstance(checkpoint, dict) or any(key not in checkpoint for key in REQUIRED_KEYS):
         raise CheckpointError(
             f"{path} is not a ppl_vae checkpoint (expected a dictionary with "
             f"{', '.join(REQUIRED_KEYS)}); point to the checkpoint.pt that `ppl-vae train` wrote"
         )
-    if checkpoint["format_version"] != FORMAT_VERSION:
+    version = checkpoint["format_version"]
+    if isinstance(version, bool) or not isinstance(version, int):
         raise CheckpointError(
-            f"{path} has checkpoint format {checkpoint['format_version']}, this ppl_vae reads "
+            f"{path} has format_version {_describe(version)}, not an integer; the file was "
+            "edited or written by another program: retrain, or point to another checkpoint"
+        )
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint format {version}, this ppl_vae reads "
             f"format {FORMAT_VERSION}; retrain with this version or install the one that wrote it"
         )
-    return checkpoint
+    fix = ("the file was edited or written by another program: retrain, or point to another "
+           "checkpoint")
+    expected: dict[str, tuple[type, ...]] = {
+        "model_class": (str,), "model_config": (dict,), "model_state": (dict,), **OPTIONAL_KEYS}
+    for key, types in expected.items():
+        if key not in checkpoint:
+            continue
+        value = checkpoint[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise CheckpointError(f"{path}: {key} should be a {names}, not {_describe(value)}; {fix}")
+    for key in ("model_config", "svi_config", "metadata"):
+        if key in checkpoint and not _is_plain(checkpoint[key]):
+            raise CheckpointError(
+                f"{path}: {key} should hold plain values (numbers, strings, lists), but holds a "
+                f"tensor or another object; {fix}")
+    bad_names = [name for name in checkpoint["model_state"] if not isinstance(name, str)]
+    bad_values = [name for name, value in checkpoint["model_state"].items()
+                  if not isinstance(value, torch.Tensor)]
+    if bad_names or bad_values:
+        raise CheckpointError(
+            f"{path}: model_state should map parameter names to tensors, but "
+            f"{_describe((bad_names or bad_values)[0])} is not one; {fix}")
+    if "epoch" in checkpoint and checkpoint["epoch"] < 0:
+        raise CheckpointError(f"{path}: epoch is {checkpoint['epoch']}, below 0; {fix}")
+    if "history" in checkpoint and not all(isinstance(r, dict) for r in checkpoint["history"]):
+        raise CheckpointError(f"{path}: history should be a list of per-epoch dicts; {fix}")
+    if "rng_state" in checkpoint:
+        _check_rng_state(checkpoint["rng_state"], "rng_state", path, fix)
+    if "history" in checkpoint and "epoch" in checkpoint:
+        if len(checkpoint["history"]) != checkpoint["epoch"]:
+            raise CheckpointError(
+                f"{path}: history holds {len(checkpoint['history'])} epochs but epoch is "
+                f"{checkpoint['epoch']}; {fix}")
+    if "partial_epoch" in checkpoint:
+        partial = checkpoint["partial_epoch"]
+        step = partial.get("step")
+        if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+            raise CheckpointError(f"{path}: partial_epoch has no positive step; {fix}")
+        if not isinstance(partial.get("loss_sum"), torch.Tensor) or partial["loss_sum"].numel() != 1:
+            raise CheckpointError(f"{path}: partial_epoch has no loss_sum tensor; {fix}")
+        for key in ("epoch_rng_state", "rng_state"):
+            _check_rng_state(partial.get(key), f"partial_epoch's {key}", path, fix)
+    shape = checkpoint.get("metadata", {}).get("image_shape")
+    if shape is not None and not (isinstance(shape, (list, tuple)) and len(shape) == 2 and all(
+            isinstance(side, int) and not isinstance(side, bool) and side > 0 for side in shape)):
+        raise CheckpointError(
+            f"{path}: metadata's image_shape should be None or [height, width], not "
+            f"{_describe(shape)}; {fix}")
+    non_finite = non_finite_weights(checkpoint["model_state"])
+    if non_finite:
+        if verb == "save":
+            raise CheckpointError(
+                f"refusing to save a checkpoint whose weights hold NaN or inf (in {non_finite[0]}); "
+                "the last checkpoint written is kept")
+        raise CheckpointError(
+            f"{path} holds NaN or infinite weights (in {non_finite[0]}, {len(non_finite)} tensors "
+            "in all), which give meaningless samples and scores; retrain with a smaller "
+            "--learning-rate or --clip-norm, or point to another checkpoint"
+        )
+
+
+def _is_plain(value: Any) -> bool:
+    """True for None, bool, int, float, str and lists, tuples and str-keyed dicts of them."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _is_plain(item) for key, item in value.items())
+    return False
+
+
+def _check_rng_state(state: Any, what: str, path: Path, fix: str) -> None:
+    """A generator state as :func:`torch.get_rng_state` gives it (and CUDA ones, if any)."""
+    expected = torch.get_rng_state()
+    tensor = state.get("torch") if isinstance(state, dict) else None
+    if not (isinstance(tensor, torch.Tensor) and tensor.dtype == torch.uint8
+            and tensor.shape == expected.shape):
+        raise CheckpointError(
+            f"{path}: {what} lacks the torch generator's state (a uint8 tensor of "
+            f"{expected.numel()} bytes); {fix}")
+    cuda = state.get("cuda", [])
+    if not (isinstance(cuda, list) and all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8
+                                           for t in cuda)):
+        raise CheckpointError(f"{path}: {what}'s CUDA generator states are not byte tensors; {fix}")
+
+
+def require_keys(checkpoint: dict[str, Any], keys: tuple[str, ...], path: str | os.PathLike,
+                 purpose: str) -> None:
+    """Raise :class:`CheckpointError` naming the first of ``keys`` the checkpoint lacks for ``purpose``."""
+    missing = [key for key in keys if key not in checkpoint]
+    if missing:
+        raise CheckpointError(
+            f"{path} holds no {', '.join(missing)}, which {purpose} needs (it was saved with "
+            "only a model's weights); start a new run with --overwrite, or use the checkpoint "
+            "with `ppl-vae sample`"
+        )
 
 
 def check_same_config(expected: dict[str, Any], found: dict[str, Any], what: str) -> None:

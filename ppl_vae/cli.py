@@ -1,16 +1,24 @@
 """The ``ppl-vae`` command: argparse to configs to library calls, nothing more.
 
 Every failure the library foresees is a :class:`~ppl_vae.errors.PplVaeError`;
-the command prints its one-line message and exits with status 2. A training
-run stopped by SIGINT or SIGTERM saves a checkpoint, says how to resume and
-exits with 128 + the signal's number (130, 143).
+the command prints its one-line message and exits with status 2. So do
+misspelt or out-of-range options, all checked before any work starts, and
+failed writes (a full disk, a read-only folder, a folder or a file in the way).
+A training run stopped by SIGINT or SIGTERM saves a checkpoint, says how to
+resume and exits with 128 + the signal's number (130, 143); any other command
+stopped by a signal prints one line and exits the same way. Warnings are one
+line each.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,10 +27,10 @@ import numpy as np
 import pyro
 import torch
 
-from ppl_vae.checkpoint import atomic_write, atomic_write_text, load_checkpoint, remove_stale_temporaries
-from ppl_vae.data import BINARIZE_MODES, KNOWN_DATASETS, load_dataset
+from ppl_vae.checkpoint import CHECKPOINT_NAME, atomic_write, atomic_write_text, load_checkpoint
+from ppl_vae.data import BINARIZE_MODES, KNOWN_DATASETS, Dataset, load_dataset
 from ppl_vae.devices import resolve_device
-from ppl_vae.errors import ConfigError, PplVaeError, TrainingInterrupted
+from ppl_vae.errors import ConfigError, DataError, PplVaeError, TrainingInterrupted
 from ppl_vae.inference.compare import METHODS, CompareConfig, compare_posteriors
 from ppl_vae.inference.diagnostics import plot_pair, plot_trace
 from ppl_vae.inference.distributed import (
@@ -35,13 +43,37 @@ from ppl_vae.inference.distributed import (
 from ppl_vae.inference.likelihood import elbo, iwae
 from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
 from ppl_vae.inference.objectives import ENGINES
-from ppl_vae.inference.svi import ELBO_ESTIMATORS, SVIConfig, evaluation_data, train
+from ppl_vae.inference.svi import ELBO_ESTIMATORS, METRICS_NAME, SVIConfig, evaluation_data, train
 from ppl_vae.models import LIKELIHOODS, VAE, build_model
-from ppl_vae.models.base import check_positive_int
 from ppl_vae.plotting import plot_posterior_comparison, save_image_grid
+from ppl_vae.run_folder import hold
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
+#: Seeds go to numpy and torch generators, which take 32-bit unsigned integers.
+SEED_MAX = 2**32 - 1
+#: Split R-hat cuts every chain in two halves, and the variance within a half needs 2 draws.
+MIN_NUTS_DRAWS = 4
+# Options checked before any work, by their argparse names (the flag is --name-with-dashes).
+_POSITIVE_INTS = ("latent_dim", "hidden_dims", "epochs", "batch_size", "num_particles",
+                  "checkpoint_every", "num_samples", "elbo_samples", "iwae_samples", "num_points",
+                  "warmup_steps", "num_chains", "fit_max_steps")
+_NON_NEGATIVE_INTS = ("kl_warmup_epochs",)
+_POSITIVE_FLOATS = ("observation_scale", "learning_rate", "clip_norm")
+_NON_NEGATIVE_FLOATS = ("beta",)
+_TRAIN_OUTPUTS = (CHECKPOINT_NAME, METRICS_NAME, "summary.json", "samples.png")
+_COMPARE_OUTPUTS = ("comparison.json", "comparison.txt", "posteriors.png", "trace.png", "pair.png")
+
+
+class _UsageError(Exception):
+    """A command line argparse cannot parse."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one line (naming the fix) instead of the usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{message}; see `{self.prog} --help`")
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +82,7 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ppl-vae",
         description="Latent variable models as Pyro programs: train a VAE, sample from it, "
                     "evaluate its log-likelihood.",
@@ -61,7 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train a VAE by SVI",
         description="Train a VAE by stochastic variational inference. Writes OUT/checkpoint.pt, "
                     "OUT/metrics.jsonl (one line per epoch), OUT/samples.png (100 generated "
-                    "images) and OUT/summary.json.",
+                    "images) and OUT/summary.json. One run at a time holds OUT (a second one "
+                    "is refused with the first one's PID), and files that ppl_vae did not "
+                    "write are never replaced or deleted (OUT/.ppl_vae_manifest.json lists "
+                    "those it wrote).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     fit.add_argument("--data", default="mnist5k",
                      help=f"data set: {', '.join(KNOWN_DATASETS)}")
@@ -99,7 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--out", required=True, help="output folder")
     fit.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")
     fit.add_argument("--overwrite", action="store_true",
-                     help="replace a checkpoint already in --out")
+                     help="replace the run already in --out (only files ppl_vae wrote; they are "
+                          "removed when the new run starts)")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_device(fit)
 
@@ -157,6 +193,87 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Check every option's range before any work, naming the flag as typed.
+
+    Raises
+    ------
+    ConfigError
+        For the first option out of range.
+    """
+    options = vars(args)
+    for name in _POSITIVE_INTS + _NON_NEGATIVE_INTS:
+        values = options.get(name)
+        least = 1 if name in _POSITIVE_INTS else 0
+        for value in values if isinstance(values, list) else [values]:
+            if value is not None and value < least:
+                kind = "a positive integer" if least else "an integer >= 0"
+                raise ConfigError(f"{_flag(name)} must be {kind}; got {value}")
+    for name in _POSITIVE_FLOATS + _NON_NEGATIVE_FLOATS:
+        value = options.get(name)
+        if value is None:
+            continue
+        positive = name in _POSITIVE_FLOATS
+        if not (math.isfinite(value) and (value > 0 if positive else value >= 0)):
+            kind = "a positive" if positive else "a non-negative"
+            raise ConfigError(f"{_flag(name)} must be {kind} finite number; got {value:g}")
+    seed = options.get("seed")
+    if seed is not None and not 0 <= seed <= SEED_MAX:
+        raise ConfigError(f"--seed must lie between 0 and {SEED_MAX} (2**32 - 1); got {seed}")
+    if args.command == "compare" and args.num_samples < MIN_NUTS_DRAWS:
+        raise ConfigError(
+            f"--num-samples must be at least {MIN_NUTS_DRAWS}: split R-hat halves every chain and "
+            f"needs 2 draws per half; got {args.num_samples}")
+    if args.command == "train" and args.resume and args.overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it; "
+                          "pass one of them")
+    if args.command == "sample":
+        _check_sample_out(Path(args.out))
+
+
+def _check_sample_out(out: Path) -> None:
+    if out.suffix.lower() not in (".png", ".npy"):
+        raise ConfigError(f"--out must end in .png or .npy; got {out.name}")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name ending in {out.suffix}")
+    if not out.parent.is_dir():
+        problem = "is a file, not a folder" if out.parent.exists() else "does not exist"
+        raise ConfigError(f"the folder {out.parent} {problem}; create it first")
+
+
+def _write_failure(error: OSError) -> str:
+    if isinstance(error, IsADirectoryError):
+        return "a folder stands where the file should go"
+    if isinstance(error, (NotADirectoryError, FileExistsError)):
+        return "a file stands where a folder should be"
+    return error.strerror or str(error)
+
+
+@contextlib.contextmanager
+def _writing(path: Path, then: str) -> Any:
+    """Turn a failed write of ``path`` into one line: what failed, why, and ``then`` (the way on)."""
+    try:
+        yield
+    except OSError as error:
+        raise PplVaeError(f"could not write {path} ({_write_failure(error)}); {then}") from None
+
+
+def _load_data(name: str, root: str | None, seed: int, device: torch.device) -> Dataset:
+    """``load_dataset`` and the move to ``device``, with running out of memory named as such."""
+    try:
+        return load_dataset(name, root=root, seed=seed).to(device)
+    except (MemoryError, RuntimeError) as error:
+        if not _is_out_of_memory(error):
+            raise
+        raise DataError(
+            f"ran out of memory while loading the data set {name} onto {device}; free memory, "
+            "use a smaller data set, or a device with more memory") from None
+
+
 def _load_model(path: str, device: torch.device) -> tuple[Any, dict[str, Any]]:
     checkpoint = load_checkpoint(path, map_location=device)
     model = build_model(checkpoint["model_class"], checkpoint["model_config"])
@@ -173,7 +290,7 @@ def _load_model(path: str, device: torch.device) -> tuple[Any, dict[str, Any]]:
 def _save_samples(model: Any, count: int, image_shape: Sequence[int] | None, path: Path,
                   title: str) -> None:
     images = model.sample(count).cpu()
-    if path.suffix == ".npy":
+    if path.suffix.lower() == ".npy":
         atomic_write(path, lambda handle: np.save(handle, images.numpy()))
     elif image_shape is None:
         raise ConfigError("this model's data are not images; write samples to a .npy file")
@@ -199,7 +316,7 @@ def _train(args: argparse.Namespace, device: torch.device, world: World) -> int:
         kl_warmup_epochs=args.kl_warmup_epochs, clip_norm=args.clip_norm, binarize=binarize,
         seed=args.seed, checkpoint_every=args.checkpoint_every, engine=args.engine)
     pyro.set_rng_seed(args.seed)
-    data = load_dataset(args.data, root=args.data_root, seed=args.seed).to(device)
+    data = _load_data(args.data, args.data_root, args.seed, device)
     model = VAE(data.data_dim, args.latent_dim, hidden_dims=args.hidden_dims,
                 likelihood=args.likelihood, observation_scale=args.observation_scale,
                 learn_observation_scale=args.learn_observation_scale).to(device)
@@ -207,42 +324,71 @@ def _train(args: argparse.Namespace, device: torch.device, world: World) -> int:
                 "image_shape": list(data.image_shape) if data.image_shape else None}
     out = Path(args.out)
     quiet = args.quiet or not world.is_main
+    outputs = [name for name in _TRAIN_OUTPUTS if name != "samples.png" or data.image_shape]
+    folder = (hold(out, "train", outputs, resume=args.resume, overwrite=args.overwrite)
+              if world.is_main else contextlib.nullcontext())
+    with folder:
+        if not quiet:
+            print(f"training a VAE (latent_dim {args.latent_dim}, hidden {args.hidden_dims}, "
+                  f"{args.likelihood}, binarize {binarize}) on {args.data}: "
+                  f"{len(data.train_x)} train / {len(data.test_x)} test points, device {device}"
+                  + (f", {world.size} processes" if world.size > 1 else ""))
+        result = train(model, data.train_x, config, test_x=data.test_x, out_dir=out,
+                       resume=args.resume, overwrite=args.overwrite,
+                       progress=None if not quiet else False, metadata=metadata)
+        if not world.is_main:
+            return 0
+        _write_final_files(args, model, data, result, binarize, device, out)
     if not quiet:
-        print(f"training a VAE (latent_dim {args.latent_dim}, hidden {args.hidden_dims}, "
-              f"{args.likelihood}, binarize {binarize}) on {args.data}: "
-              f"{len(data.train_x)} train / {len(data.test_x)} test points, device {device}"
-              + (f", {world.size} processes" if world.size > 1 else ""))
-    result = train(model, data.train_x, config, test_x=data.test_x, out_dir=out,
-                   resume=args.resume, overwrite=args.overwrite,
-                   progress=None if not quiet else False, metadata=metadata)
-    if not world.is_main:
-        return 0
-    last = result.history[-1]
-    summary = {**last, "device": str(device), "settings": vars(args) | {"binarize": binarize}}
-    remove_stale_temporaries(out, ("samples.png", "summary.json"))  # left by a run killed while writing
-    if data.image_shape is not None:
-        _save_samples(model, 100, data.image_shape, out / "samples.png",
-                      f"100 samples, {args.data}, latent_dim {args.latent_dim}")
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
-    if not quiet:
-        print(f"epoch {last['epoch']}: train ELBO {last['train_elbo']:.2f}, test ELBO "
-              f"{last['test_elbo']:.2f} nats per data point, {last['wall_time']:.1f} s")
-        print(f"wrote {out / 'checkpoint.pt'}, {out / 'metrics.jsonl'}, {out / 'summary.json'}"
-              + (f", {out / 'samples.png'}" if data.image_shape is not None else ""))
+        last = result.history[-1]
+        print(f"epoch {last.get('epoch')}: train ELBO {last.get('train_elbo', math.nan):.2f}, "
+              f"test ELBO {last.get('test_elbo', math.nan):.2f} nats per data point, "
+              f"{last.get('wall_time', math.nan):.1f} s")
+        print(f"wrote {', '.join(str(out / name) for name in outputs)}")
     return 0
+
+
+def _write_final_files(args: argparse.Namespace, model: Any, data: Dataset, result: Any,
+                       binarize: str, device: torch.device, out: Path) -> None:
+    """samples.png and summary.json; a failure or a signal says what is missing and how to get it."""
+    summary = {**result.history[-1], "device": str(device),
+               "settings": vars(args) | {"binarize": binarize}}
+    title = f"100 samples, {Path(args.data).name}, latent_dim {args.latent_dim}"
+    writes = [("summary.json", lambda: atomic_write_text(
+        out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n"))]
+    if data.image_shape is not None:
+        writes.insert(0, ("samples.png", lambda: _save_samples(
+            model, 100, data.image_shape, out / "samples.png", title)))
+    done: list[str] = []
+    kept = f"the checkpoint of epoch {result.checkpoint_epoch} is complete"
+    again = ("run the same command with --resume" + (" instead of --overwrite" if args.overwrite
+                                                     else "") + " to write them")
+
+    def missing() -> str:
+        names = [n for n, _ in writes if n not in done]
+        return f"{names[0]} is missing" if len(names) == 1 else f"{' and '.join(names)} are missing"
+
+    try:
+        for name, write in writes:
+            with _writing(out / name, f"{kept} but {missing()}: free space or fix the folder, "
+                          f"then {again}"):
+                write()
+            done.append(name)
+    except KeyboardInterrupt as interruption:
+        number = getattr(interruption, "signal_number", signal.SIGINT)
+        raise TrainingInterrupted(
+            f"stopped by {signal.Signals(number).name} while writing the last files: {kept}, "
+            f"{missing()}; {again}", number) from None
 
 
 def run_sample(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, checkpoint = _load_model(args.checkpoint, device)
     out = Path(args.out)
-    if out.suffix not in (".png", ".npy"):
-        raise ConfigError(f"--out must end in .png or .npy; got {out.name}")
-    if not out.parent.is_dir():
-        raise ConfigError(f"the folder {out.parent} does not exist; create it first")
     pyro.set_rng_seed(args.seed)
-    _save_samples(model, args.num_samples, checkpoint["metadata"].get("image_shape"), out,
-                  f"{args.num_samples} samples from p(x)")
+    with _writing(out, "free space or choose another --out"):
+        _save_samples(model, args.num_samples, checkpoint.get("metadata", {}).get("image_shape"),
+                      out, f"{args.num_samples} samples from p(x)")
     print(f"wrote {out}")
     return 0
 
@@ -250,13 +396,15 @@ def run_sample(args: argparse.Namespace) -> int:
 def _evaluation_points(checkpoint: dict[str, Any], split: str,
                        device: torch.device) -> torch.Tensor:
     """The data a checkpoint was trained on, as the training loop evaluated them."""
-    meta = checkpoint["metadata"]
-    if "data" not in meta:
-        raise PplVaeError("the checkpoint does not say which data it was trained on; "
-                          "evaluate it from Python with the ppl_vae.inference functions")
-    data = load_dataset(meta["data"], root=meta["data_root"], seed=meta["data_seed"]).to(device)
+    meta = checkpoint.get("metadata", {})
+    if "data" not in meta or "svi_config" not in checkpoint:
+        raise PplVaeError("the checkpoint does not say which data it was trained on (it holds "
+                          "only a model's weights); evaluate it from Python with the "
+                          "ppl_vae.inference functions")
+    data = _load_data(meta["data"], meta.get("data_root"), meta.get("data_seed", 0), device)
     x = data.test_x if split == "test" else data.train_x
-    return evaluation_data(x, checkpoint["svi_config"]["binarize"], meta["data_seed"])
+    return evaluation_data(x, checkpoint["svi_config"].get("binarize", "none"),
+                           meta.get("data_seed", 0))
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -291,30 +439,36 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    check_positive_int(args.num_points, "--num-points")
     nuts = NUTSConfig(num_samples=args.num_samples, warmup_steps=args.warmup_steps,
                       num_chains=args.num_chains, scheme=args.scheme, seed=args.seed)
     config = CompareConfig(elbo_samples=args.elbo_samples, iwae_samples=args.iwae_samples,
                            nuts=nuts, methods=tuple(args.methods),
                            fit_max_steps=args.fit_max_steps, seed=args.seed)
     model, checkpoint = _load_model(args.checkpoint, device)
-    x = _evaluation_points(checkpoint, "test", device)[:args.num_points]
+    test_x = _evaluation_points(checkpoint, "test", device)
+    if args.num_points > len(test_x):
+        print(f"ppl-vae compare: note: --num-points {args.num_points} exceeds the "
+              f"{len(test_x)} test points; comparing all {len(test_x)}", file=sys.stderr)
+    x = test_x[:args.num_points]
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    comparison = compare_posteriors(model, x, config)
-    table = comparison.table()
-    atomic_write_text(out / "comparison.json", comparison.to_json() + "\n")
-    atomic_write_text(out / "comparison.txt", table + "\n")
-    image_shape = checkpoint["metadata"].get("image_shape")
-    plot_posterior_comparison(comparison, model, x, tuple(image_shape) if image_shape else None,
-                              out / "posteriors.png")
-    idata = comparison.nuts.to_inference_data()
-    plot_trace(idata, out / "trace.png")
-    if model.latent_dim >= 2:
-        plot_pair(idata, out / "pair.png", point=comparison.point_index[0])
+    names = [name for name in _COMPARE_OUTPUTS if name != "pair.png" or model.latent_dim >= 2]
+    then = "free space or choose another --out folder, and run the comparison again"
+    # Each comparison replaces the files of the previous one in the folder (and only those).
+    with hold(out, "compare", names, overwrite=True), _writing(out, then):
+        comparison = compare_posteriors(model, x, config)
+        table = comparison.table()
+        atomic_write_text(out / "comparison.json", comparison.to_json() + "\n")
+        atomic_write_text(out / "comparison.txt", table + "\n")
+        image_shape = checkpoint.get("metadata", {}).get("image_shape")
+        plot_posterior_comparison(comparison, model, x,
+                                  tuple(image_shape) if image_shape else None,
+                                  out / "posteriors.png")
+        idata = comparison.nuts.to_inference_data()
+        plot_trace(idata, out / "trace.png")
+        if model.latent_dim >= 2:
+            plot_pair(idata, out / "pair.png", point=comparison.point_index[0])
     print(table)
-    print(f"wrote {out / 'comparison.json'}, {out / 'comparison.txt'}, {out / 'posteriors.png'}, "
-          f"{out / 'trace.png'}" + (f", {out / 'pair.png'}" if model.latent_dim >= 2 else ""))
+    print(f"wrote {', '.join(str(out / name) for name in names)}")
     if not comparison.converged:
         print("ppl-vae compare: WARNING: NUTS did not converge; see the table's reasons and "
               "raise --warmup-steps / --num-samples", file=sys.stderr)
@@ -333,10 +487,32 @@ def _is_out_of_memory(error: BaseException) -> bool:
     return "can't allocate memory" in text or "out of memory" in text
 
 
+def _one_line_warnings(command: str) -> Any:
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        text = " ".join(str(message).split())
+        print(f"ppl-vae {command}: warning: {text}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ppl-vae``; returns the exit status."""
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as error:
+        print(f"ppl-vae: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    with warnings.catch_warnings():
+        # A title holding a path in a script the font lacks would print one warning per glyph.
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
+        warnings.showwarning = _one_line_warnings(args.command)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        check_options(args)
         return COMMANDS[args.command](args)
     except PplVaeError as error:
         print(f"ppl-vae {args.command}: error: {error}", file=sys.stderr)
@@ -348,13 +524,22 @@ def main(argv: Sequence[str] | None = None) -> int:
               "fewer samples or points, a smaller --batch-size, or a device with more memory",
               file=sys.stderr)
         return EXIT_ERROR
+    except OSError as error:  # a read or write no narrower handler foresaw
+        where = f" {error.filename}" if error.filename else ""
+        print(f"ppl-vae {args.command}: error: could not access{where} "
+              f"({_write_failure(error)}); check the path and free space", file=sys.stderr)
+        return EXIT_ERROR
     except TrainingInterrupted as interruption:
         print(f"ppl-vae {args.command}: {interruption}", file=sys.stderr)
         return 128 + interruption.signal_number
-    except KeyboardInterrupt:
-        print(f"ppl-vae {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as interruption:
+        number = getattr(interruption, "signal_number", signal.SIGINT)
+        print(f"ppl-vae {args.command}: interrupted by {signal.Signals(number).name}",
+              file=sys.stderr)
+        return 128 + number
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # through the console entry, which also turns SIGTERM into one line
+    import ppl_vae_console
+
+    sys.exit(ppl_vae_console.main())

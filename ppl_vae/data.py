@@ -26,11 +26,13 @@ named by ``factor_names``; see :mod:`ppl_vae.synthetic`).
 from __future__ import annotations
 
 import difflib
+import errno
 import functools
 import gzip
 import math
 import numbers
 import os
+import stat
 import zlib
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -568,12 +570,34 @@ def _load_npy(name: str, seed: int, test_fraction: float, dtype: torch.dtype) ->
     return Dataset(name, x[train], x[test], None, None, image_shape)
 
 
+def _not_a_file(path: Path) -> str | None:
+    """What ``path`` is when it is not a regular file (following links), or None if it is one."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "is a symbolic link loop (the links point at each other)"
+        if error.errno == errno.ENOENT and path.is_symlink():
+            return f"is a broken symbolic link (to {os.readlink(path)})"
+        if error.errno == errno.ENOENT:
+            return "does not exist"
+        return f"cannot be read ({error.strerror})"
+    kinds = ((stat.S_ISDIR, "is a folder"), (stat.S_ISFIFO, "is a named pipe (FIFO), not a file"),
+             (stat.S_ISCHR, "is a device file, not a file"),
+             (stat.S_ISBLK, "is a device file, not a file"), (stat.S_ISSOCK, "is a socket"))
+    return next((what for test, what in kinds if test(mode)), None)
+
+
 def _read_npy(path: Path) -> np.ndarray:
-    if not path.is_file():
-        problem = "is a folder" if path.is_dir() else "does not exist"
+    problem = _not_a_file(path)
+    if problem is not None:
         raise DataError(f"{path} {problem}; give the path of a .npy file as npy:PATH")
     try:
         array = np.load(path, allow_pickle=False)
+    except MemoryError:
+        raise DataError(
+            f"ran out of memory while reading {path} ({path.stat().st_size / 2**20:.0f} MiB); "
+            "free memory, or save a smaller array") from None
     except (OSError, EOFError, ValueError) as error:
         raise DataError(
             f"cannot read {path} as a .npy array ({error}); save a numeric array with numpy.save"
@@ -581,6 +605,12 @@ def _read_npy(path: Path) -> np.ndarray:
     if not isinstance(array, np.ndarray):
         array.close()
         raise DataError(f"{path} is an .npz archive; save the one array to use with numpy.save")
+    if array.dtype.names is not None:
+        raise DataError(
+            f"{path} holds a structured array (a structured dtype with fields "
+            f"{', '.join(array.dtype.names)}); save a plain numeric array, e.g. "
+            "numpy.lib.recfunctions.structured_to_unstructured(x)"
+        )
     return array
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ppl_vae.checkpoint import content_digest
 from ppl_vae.cli import EXIT_ERROR, main
 from ppl_vae.data import load_dataset
 
@@ -84,8 +85,8 @@ def test_unknown_data_set_lists_the_known_ones(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("flag, value, word", [
-    ("--latent-dim", "0", "latent_dim"), ("--epochs", "0", "epochs"),
-    ("--batch-size", "-5", "batch_size"),
+    ("--latent-dim", "0", "--latent-dim"), ("--epochs", "0", "--epochs"),
+    ("--batch-size", "-5", "--batch-size"),
 ])
 def test_non_positive_sizes(capsys, tmp_path, flag, value, word):
     argv = ["train", *TINY, "--out", str(tmp_path / "o")]
@@ -124,6 +125,7 @@ def test_missing_and_corrupt_checkpoints(capsys, tmp_path):
 def test_checkpoint_from_another_model_is_refused(trained, capsys, tmp_path):
     checkpoint = torch.load(trained / "checkpoint.pt", weights_only=True)
     checkpoint["model_config"]["latent_dim"] = 5
+    checkpoint["sha256"] = content_digest(checkpoint)  # edited and resealed: the digest holds
     torch.save(checkpoint, tmp_path / "checkpoint.pt")
     err = run_error(capsys, ["sample", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "s.png")])
     assert "do not fit" in err

@@ -43,5 +43,5 @@ def test_torchrun_cli_training_writes_one_checkpoint_from_rank_zero(tmp_path):
     assert run.stdout.count("2 processes") == 1  # rank 0 speaks, rank 1 stays quiet
     checkpoint = load_checkpoint(out)
     assert checkpoint["epoch"] == 2 and len(checkpoint["history"]) == 2
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.jsonl",
-                                                     "samples.png", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".ppl_vae_manifest.json", "checkpoint.pt",
+                                                     "metrics.jsonl", "samples.png", "summary.json"]

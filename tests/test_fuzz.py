@@ -188,3 +188,147 @@ def test_cli_train_on_any_array_finishes_or_fails_in_one_line_leaving_no_output(
             assert not (out / "checkpoint.pt").exists()
         else:
             assert (out / "checkpoint.pt").exists() and (out / "summary.json").exists()
+
+
+# ----- checkpoint structure: random deletions and type changes of fields (issue 14) ------------
+
+ODD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-3, 3), st.integers(2**40, 2**70),
+    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=5),
+    st.lists(st.integers(0, 3), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.just(torch.zeros(3)), st.just(torch.tensor(float("nan"))),
+    st.just(torch.zeros(2, dtype=torch.uint8)),
+)
+
+
+def _mutate(checkpoint, path, action, replacement):
+    parent = checkpoint
+    for key in path[:-1]:
+        parent = parent[key]
+    if action == "delete":
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = replacement
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fuzz-run") / "run"
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(["train", "--data", "digits", "--latent-dim", "2", "--hidden-dims", "4",
+                     "--epochs", "1", "--batch-size", "512", "--quiet", "--out", str(out)]) == 0
+    return out
+
+
+def _one_line_or_success(argv):
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        status = main(argv)
+    message = stderr.getvalue()
+    assert "Traceback" not in message
+    assert status == 0 or (status == 2 and message.count("\n") == 1 and "error:" in message), message
+    return status
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_damaged_checkpoint_structures_load_or_fail_in_one_line_everywhere(tiny_run, data):
+    """Delete or retype fields anywhere in a real checkpoint (resealed, so the schema must speak)."""
+    from ppl_vae.checkpoint import content_digest
+
+    checkpoint = torch.load(tiny_run / "checkpoint.pt", weights_only=True)
+    for _ in range(data.draw(st.integers(1, 3))):
+        # A top-level field, then deeper with probability 2/3 at each level.
+        path = (data.draw(st.sampled_from(sorted(k for k in checkpoint if k != "sha256"))),)
+        value = checkpoint[path[0]]
+        while isinstance(value, (dict, list)) and value and data.draw(st.integers(0, 2)):
+            key = data.draw(st.sampled_from(list(value.keys()) if isinstance(value, dict)
+                                            else list(range(len(value)))))
+            path, value = (*path, key), value[key]
+        _mutate(checkpoint, path, data.draw(st.sampled_from(["delete", "replace"])),
+                data.draw(ODD_VALUES))
+    checkpoint["sha256"] = content_digest(checkpoint)
+    with tempfile.TemporaryDirectory() as folder:
+        run = Path(folder) / "run"
+        run.mkdir()
+        for name in ("checkpoint.pt", "metrics.jsonl", ".ppl_vae_manifest.json"):
+            (run / name).write_bytes((tiny_run / name).read_bytes())
+        torch.save(checkpoint, run / "checkpoint.pt")
+        command = data.draw(st.sampled_from(["sample-png", "sample-npy", "evaluate", "resume"]))
+        argv = {
+            "sample-png": ["sample", "--checkpoint", str(run), "--num-samples", "4",
+                           "--out", str(Path(folder) / "s.png")],
+            "sample-npy": ["sample", "--checkpoint", str(run), "--num-samples", "4",
+                           "--out", str(Path(folder) / "s.npy")],
+            "evaluate": ["evaluate", "--checkpoint", str(run), "--elbo-samples", "2",
+                         "--iwae-samples", "2"],
+            "resume": ["train", "--data", "digits", "--latent-dim", "2", "--hidden-dims", "4",
+                       "--epochs", "2", "--batch-size", "512", "--quiet", "--out", str(run),
+                       "--resume"],
+        }[command]
+        _one_line_or_success(argv)
+
+
+# ----- every CLI option with random values: checked before any work, in one line -----------------
+
+
+class _ReachedWork(Exception):
+    """Raised in place of the first piece of real work: every option passed the checks."""
+
+
+def _option_values():
+    return st.one_of(
+        st.integers(-2**70, 2**70).map(str), st.integers(-3, 3).map(str),
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.sampled_from(["nan", "inf", "-inf", "1e309", "-0.0", "", "0x10", "1_000", "٣"]),
+        st.text(max_size=6),
+    )
+
+
+_FUZZED_OPTIONS = {
+    "train": ["--data", "--latent-dim", "--hidden-dims", "--likelihood", "--observation-scale",
+              "--binarize", "--epochs", "--batch-size", "--learning-rate", "--elbo", "--engine",
+              "--num-particles", "--beta", "--kl-warmup-epochs", "--clip-norm",
+              "--checkpoint-every", "--seed", "--device"],
+    "sample": ["--num-samples", "--seed", "--device", "--out"],
+    "evaluate": ["--elbo-samples", "--iwae-samples", "--split", "--seed", "--device"],
+    "compare": ["--num-points", "--num-samples", "--warmup-steps", "--num-chains", "--scheme",
+                "--methods", "--elbo-samples", "--iwae-samples", "--fit-max-steps", "--seed",
+                "--device"],
+}
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(command=st.sampled_from(sorted(_FUZZED_OPTIONS)), data=st.data())
+def test_random_option_values_are_refused_in_one_line_before_any_work(monkeypatch, tmp_path,
+                                                                      command, data):
+    import ppl_vae.cli as cli
+
+    def reached(*args, **kwargs):
+        raise _ReachedWork
+
+    monkeypatch.setattr(cli, "load_dataset", reached)
+    monkeypatch.setattr(cli, "_load_model", reached)
+    out = tmp_path / f"out-{data.draw(st.integers(0, 10**9))}"
+    base = {"train": ["train", "--out", str(out), "--device", "cpu"],
+            "sample": ["sample", "--checkpoint", "ckpt", "--out", str(out) + ".png",
+                       "--device", "cpu"],
+            "evaluate": ["evaluate", "--checkpoint", "ckpt", "--device", "cpu"],
+            "compare": ["compare", "--checkpoint", "ckpt", "--out", str(out), "--device", "cpu"]}
+    argv = list(base[command])
+    options = data.draw(st.lists(st.sampled_from(_FUZZED_OPTIONS[command]), min_size=1,
+                                 max_size=3, unique=True))
+    for option in options:
+        argv += [f"{option}={data.draw(_option_values())}"]
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+            status = main(argv)
+    except _ReachedWork:
+        return  # every value was accepted
+    message = stderr.getvalue()
+    assert status == 2 and message.count("\n") == 1 and "Traceback" not in message, message
+    assert not out.exists()  # nothing was created for a refused command line

@@ -212,4 +212,5 @@ def test_a_disk_that_fills_during_training_keeps_the_last_checkpoint(tmp_path, d
         train(_vae(digits), digits.train_x, config, out_dir=out, progress=False)
     monkeypatch.undo()
     assert load_checkpoint(out)["epoch"] == 1
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".ppl_vae_manifest.json", "checkpoint.pt", "metrics.jsonl"]

@@ -37,7 +37,6 @@ from ppl_vae.checkpoint import (
     atomic_write_text,
     check_same_config,
     load_checkpoint,
-    remove_stale_temporaries,
     save_checkpoint,
 )
 from ppl_vae.data import binarize, check_binarize_mode
@@ -46,8 +45,15 @@ from ppl_vae.inference.likelihood import elbo_terms
 from ppl_vae.inference.distributed import barrier, current_world, data_parallel_loss, mean_over_processes
 from ppl_vae.inference.likelihood import check_data
 from ppl_vae.inference.objectives import ELBO_ESTIMATORS, ENGINES, OBJECTIVES, has_direct_elbo, make_loss
+from ppl_vae.inference.run_checks import (
+    check_resume,
+    data_fingerprint,
+    load_training_state,
+    warn_if_exploding,
+)
 from ppl_vae.models.base import ProbabilisticModel, check_batch, check_device, check_values
 from ppl_vae.models.program import PyroProgram
+from ppl_vae.run_folder import holding_out_dir
 
 
 METRICS_NAME = "metrics.jsonl"
@@ -251,7 +257,6 @@ def _prepare_out_dir(out_dir: Path, model: ProbabilisticModel, resume: bool, ove
         )
     if resume and not exists:
         raise ConfigError(f"nothing to resume: {out_dir} holds no {CHECKPOINT_NAME}")
-    remove_stale_temporaries(out_dir, (CHECKPOINT_NAME, METRICS_NAME))  # left by a killed run
 
 
 @contextlib.contextmanager
@@ -284,6 +289,7 @@ def _parameters_finite(model: ProbabilisticModel) -> bool:
     return bool(torch.isfinite(torch.stack([p.detach().sum() for p in model.parameters()]).sum()))
 
 
+@holding_out_dir("train", (CHECKPOINT_NAME, METRICS_NAME))
 def train(
     model: ProbabilisticModel | PyroProgram | Any,
     train_x: torch.Tensor,
@@ -352,6 +358,7 @@ def train(
         barrier(world)
     elif resume:
         raise ConfigError("resume=True needs the out_dir that holds the checkpoint")
+    fingerprint = data_fingerprint(train_x, test_x) if out_path is not None else None
     if progress is None:
         progress = sys.stderr.isatty()
 
@@ -369,12 +376,13 @@ def train(
     start_epoch, elapsed, partial = 0, 0.0, None
     if resume:
         checkpoint = load_checkpoint(out_path / CHECKPOINT_NAME, map_location=model.device)
+        check_resume(checkpoint, config.epochs, fingerprint, metadata, out_path / CHECKPOINT_NAME,
+                     model.device)
         check_same_config(model.config(), checkpoint["model_config"], "model configuration")
         # Settings added in later versions take their defaults in older checkpoints.
         saved = {**asdict(SVIConfig()), **checkpoint["svi_config"], "epochs": config.epochs}
         check_same_config(asdict(config), saved, "training configuration")
-        model.load_state_dict(checkpoint["model_state"])
-        optimizer.load_state_dict(checkpoint["optimizer_state"])
+        load_training_state(model, optimizer, checkpoint, out_path / CHECKPOINT_NAME)
         start_epoch = checkpoint["epoch"]
         if world.size == 1:
             _set_rng_state(checkpoint["rng_state"])
@@ -404,6 +412,8 @@ def train(
             "rng_state": _rng_state(),
             "elapsed": time.perf_counter() - started,
             "metadata": metadata or {},
+            "data_fingerprint": fingerprint,
+            "num_threads": torch.get_num_threads(),
         }
         if partial_epoch is not None:
             checkpoint["partial_epoch"] = partial_epoch
@@ -497,6 +507,7 @@ def train(
                 bar.set_postfix(elbo=f"{record['train_elbo']:.2f}", test=f"{test_elbo:.2f}")
             record["wall_time"] = time.perf_counter() - started
             result.history.append(record)
+            warn_if_exploding(result.history, model)
             last = epoch + 1 == config.epochs
             if (out_path is not None and world.is_main
                     and ((epoch + 1) % config.checkpoint_every == 0 or last)):

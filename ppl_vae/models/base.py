@@ -91,8 +91,30 @@ def check_values(x: torch.Tensor, likelihood: str) -> None:
 
 
 def check_device(x: torch.Tensor, module: nn.Module, name: str) -> None:
-    """Raise :class:`ConfigError` unless ``x`` is on the device of the module's parameters."""
-    device = next(module.parameters()).device
+    """Raise unless ``x`` has the device and floating dtype of the module's parameters.
+
+    Nothing is converted: float64 data would lose precision in a float32 model
+    and half data would be computed at another precision than the user chose.
+
+    Raises
+    ------
+    ConfigError
+        If ``x`` is a meta tensor or lies on another device.
+    DataError
+        If ``x`` is floating point of another dtype than the parameters.
+    """
+    parameter = next(module.parameters())
+    device = parameter.device
+    if x.device.type == "meta":
+        raise ConfigError(
+            f"{name} got a meta tensor (a shape without values); create the data with values on "
+            f"{device}, e.g. torch.as_tensor(values, device={str(device)!r})"
+        )
+    if x.is_floating_point() and x.dtype != parameter.dtype:
+        raise DataError(
+            f"{name} got {x.dtype} data but the model's parameters are {parameter.dtype}; convert "
+            f"the data with x.to({parameter.dtype}), or the model with model.to({x.dtype})"
+        )
     if x.device != device:
         raise ConfigError(
             f"{name} is on {x.device} but the model is on {device}; move one, e.g. "

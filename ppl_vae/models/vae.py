@@ -20,7 +20,14 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ppl_vae.models.base import GaussianLatentModel, check_batch, data_plate, latent_scale, transcribed
+from ppl_vae.models.base import (
+    GaussianLatentModel,
+    check_batch,
+    check_device,
+    data_plate,
+    latent_scale,
+    transcribed,
+)
 from ppl_vae.models.networks import GaussianEncoder
 from ppl_vae.models.neural import NeuralLikelihoodMixin
 
@@ -89,4 +96,5 @@ class VAE(NeuralLikelihoodMixin, GaussianLatentModel):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and standard deviation of q(z | x), each of shape ``(batch, latent_dim)``."""
         check_batch(x, self.data_dim, "VAE.encode")
+        check_device(x, self, "VAE.encode")
         return self.encoder(x)
