@@ -13,6 +13,7 @@ line each.
 from __future__ import annotations
 
 import argparse
+import inspect
 import contextlib
 import json
 import math
@@ -42,9 +43,9 @@ from ppl_vae.inference.distributed import (
 )
 from ppl_vae.inference.likelihood import elbo, iwae
 from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
-from ppl_vae.inference.objectives import ENGINES
+from ppl_vae.inference.objectives import ENGINES, OBJECTIVES
 from ppl_vae.inference.svi import ELBO_ESTIMATORS, METRICS_NAME, SVIConfig, evaluation_data, train
-from ppl_vae.models import LIKELIHOODS, VAE, build_model
+from ppl_vae.models import LIKELIHOODS, VAE, build_model, import_model_class
 from ppl_vae.plotting import plot_posterior_comparison, save_image_grid
 from ppl_vae.run_folder import hold
 
@@ -74,6 +75,14 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         raise _UsageError(f"{message}; see `{self.prog} --help`")
+
+
+def _add_model(parser: argparse.ArgumentParser, training: bool = False) -> None:
+    what = ("train this model class instead of ppl_vae's VAE: a subclass of VAE (or of another "
+            "ppl_vae model) that takes the VAE's arguments, e.g. one with another prior()"
+            if training else "the model class a checkpoint was trained with, when it is defined "
+            "outside ppl_vae (ppl_vae imports code only when you name it)")
+    parser.add_argument("--model", default=None, metavar="PACKAGE.MODULE:CLASS", help=what)
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace the run already in --out (only files ppl_vae wrote; they are "
                           "removed when the new run starts)")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.add_argument("--objective", choices=OBJECTIVES, default="elbo",
+                     help="elbo, or iwae: the importance-weighted bound with K = --num-particles "
+                          "samples per point (Burda et al., 2016)")
+    _add_model(fit, training=True)
     _add_device(fit)
 
     draw = commands.add_parser(
@@ -148,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     draw.add_argument("--num-samples", type=int, default=100)
     draw.add_argument("--out", required=True, help="output file, .png or .npy")
     draw.add_argument("--seed", type=int, default=0)
+    _add_model(draw)
     _add_device(draw)
 
     score = commands.add_parser(
@@ -162,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--split", choices=("test", "train"), default="test")
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_model(score)
     _add_device(score)
 
     versus = commands.add_parser(
@@ -189,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("--fit-max-steps", type=int, default=5000,
                         help="step budget of the per-point fits")
     versus.add_argument("--seed", type=int, default=0)
+    _add_model(versus)
     _add_device(versus)
     return parser
 
@@ -274,9 +290,11 @@ def _load_data(name: str, root: str | None, seed: int, device: torch.device) -> 
             "use a smaller data set, or a device with more memory") from None
 
 
-def _load_model(path: str, device: torch.device) -> tuple[Any, dict[str, Any]]:
+def _load_model(path: str, device: torch.device, model_path: str | None = None
+                ) -> tuple[Any, dict[str, Any]]:
+    model_type = import_model_class(model_path) if model_path else None
     checkpoint = load_checkpoint(path, map_location=device)
-    model = build_model(checkpoint["model_class"], checkpoint["model_config"])
+    model = build_model(checkpoint["model_class"], checkpoint["model_config"], model_type)
     try:
         model.load_state_dict(checkpoint["model_state"])
     except RuntimeError:
@@ -308,18 +326,32 @@ def run_train(args: argparse.Namespace) -> int:
         shutdown()
 
 
+def _build(model_type: type, settings: dict[str, Any]) -> Any:
+    """A model of ``model_type`` from the command line's settings (those its constructor takes)."""
+    accepted = inspect.signature(model_type).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    try:
+        return model_type(**{k: v for k, v in settings.items() if takes_all or k in accepted})
+    except TypeError as error:
+        raise ConfigError(f"cannot build {model_type.__name__} from the command line's settings: "
+                          f"{error}; give it the VAE's arguments (data_dim, latent_dim, ...)") from None
+
+
 def _train(args: argparse.Namespace, device: torch.device, world: World) -> int:
     binarize = args.binarize or ("dynamic" if args.likelihood == "bernoulli" else "none")
     config = SVIConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         elbo=args.elbo, num_particles=args.num_particles, beta=args.beta,
         kl_warmup_epochs=args.kl_warmup_epochs, clip_norm=args.clip_norm, binarize=binarize,
-        seed=args.seed, checkpoint_every=args.checkpoint_every, engine=args.engine)
+        seed=args.seed, checkpoint_every=args.checkpoint_every, engine=args.engine,
+        objective=args.objective)
+    model_type = import_model_class(args.model) if args.model else VAE
     pyro.set_rng_seed(args.seed)
     data = _load_data(args.data, args.data_root, args.seed, device)
-    model = VAE(data.data_dim, args.latent_dim, hidden_dims=args.hidden_dims,
-                likelihood=args.likelihood, observation_scale=args.observation_scale,
-                learn_observation_scale=args.learn_observation_scale).to(device)
+    model = _build(model_type, dict(
+        data_dim=data.data_dim, latent_dim=args.latent_dim, hidden_dims=args.hidden_dims,
+        likelihood=args.likelihood, observation_scale=args.observation_scale,
+        learn_observation_scale=args.learn_observation_scale)).to(device)
     metadata = {"data": args.data, "data_root": args.data_root, "data_seed": args.seed,
                 "image_shape": list(data.image_shape) if data.image_shape else None}
     out = Path(args.out)
@@ -329,7 +361,7 @@ def _train(args: argparse.Namespace, device: torch.device, world: World) -> int:
               if world.is_main else contextlib.nullcontext())
     with folder:
         if not quiet:
-            print(f"training a VAE (latent_dim {args.latent_dim}, hidden {args.hidden_dims}, "
+            print(f"training a {model_type.__name__} (latent_dim {args.latent_dim}, hidden {args.hidden_dims}, "
                   f"{args.likelihood}, binarize {binarize}) on {args.data}: "
                   f"{len(data.train_x)} train / {len(data.test_x)} test points, device {device}"
                   + (f", {world.size} processes" if world.size > 1 else ""))
@@ -383,7 +415,7 @@ def _write_final_files(args: argparse.Namespace, model: Any, data: Dataset, resu
 
 def run_sample(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    model, checkpoint = _load_model(args.checkpoint, device)
+    model, checkpoint = _load_model(args.checkpoint, device, args.model)
     out = Path(args.out)
     pyro.set_rng_seed(args.seed)
     with _writing(out, "free space or choose another --out"):
@@ -409,7 +441,7 @@ def _evaluation_points(checkpoint: dict[str, Any], split: str,
 
 def run_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    model, checkpoint = _load_model(args.checkpoint, device)
+    model, checkpoint = _load_model(args.checkpoint, device, args.model)
     x = _evaluation_points(checkpoint, args.split, device)
     pyro.set_rng_seed(args.seed)
     elbo_estimate = elbo(model, x, args.elbo_samples)
@@ -444,7 +476,7 @@ def run_compare(args: argparse.Namespace) -> int:
     config = CompareConfig(elbo_samples=args.elbo_samples, iwae_samples=args.iwae_samples,
                            nuts=nuts, methods=tuple(args.methods),
                            fit_max_steps=args.fit_max_steps, seed=args.seed)
-    model, checkpoint = _load_model(args.checkpoint, device)
+    model, checkpoint = _load_model(args.checkpoint, device, args.model)
     test_x = _evaluation_points(checkpoint, "test", device)
     if args.num_points > len(test_x):
         print(f"ppl-vae compare: note: --num-points {args.num_points} exceeds the "

@@ -35,6 +35,7 @@ from ppl_vae.inference.program import inspect_program
 from user_programs import (
     HandPPCA,
     MixturePriorLinear,
+    StudentTVAE,
     TwoLayerGaussian,
     grid_log_marginal,
     vae_functions,
@@ -176,14 +177,6 @@ def test_plain_function_vae_matches_the_class_and_grid_quadrature(digits_vae):
     result = sample_posterior(model, x[:8], SHORT_NUTS, guide=guide)
     draws = result.samples.flatten(0, 1)
     _nuts_mean_within(result, posterior_mean[:8], draws.std(0))
-
-
-class StudentTVAE(VAE):
-    """A VAE whose prior has heavy tails: z ~ StudentT(3, 0, 1) per coordinate."""
-
-    def prior(self, x):
-        zeros = x.new_zeros(x.shape[0], self.latent_dim)
-        return dist.StudentT(3.0, zeros, torch.ones_like(zeros)).to_event(1)
 
 
 def test_a_student_t_prior_is_used_by_every_method(digits_vae):
@@ -383,3 +376,24 @@ def test_unsupported_programs_get_one_clear_error(model, guide, message):
     x = torch.randn(4, 3)
     with pytest.raises(ConfigError, match=message):
         naive_prior(model, x, 10) if guide is None else iwae(model, x, 10, guide=guide)
+
+
+# ----- the command line with a user's model class ---------------------------------------------------
+
+def test_cli_trains_evaluates_and_samples_a_user_class(tmp_path):
+    from ppl_vae import load_checkpoint
+    from ppl_vae.cli import main
+
+    out = tmp_path / "run"
+    common = ["--device", "cpu"]
+    assert main(["train", "--data", "digits", "--model", "user_programs:StudentTVAE", "--latent-dim", "2",
+                 "--hidden-dims", "16", "--epochs", "1", "--out", str(out), "--quiet", *common]) == 0
+    assert load_checkpoint(out / "checkpoint.pt")["model_class"] == "user_programs:StudentTVAE"
+    # ppl_vae never imports code a checkpoint names: without --model it says what to pass.
+    assert main(["evaluate", "--checkpoint", str(out), "--iwae-samples", "10", *common]) == 2
+    assert main(["evaluate", "--checkpoint", str(out), "--iwae-samples", "10",
+                 "--model", "user_programs:StudentTVAE", *common]) == 0
+    assert main(["sample", "--checkpoint", str(out), "--out", str(tmp_path / "s.npy"),
+                 "--model", "user_programs:StudentTVAE", *common]) == 0
+    assert main(["train", "--data", "digits", "--model", "user_programs:NotThere", "--epochs", "1",
+                 "--out", str(tmp_path / "other"), *common]) == 2

@@ -16,7 +16,17 @@ import pyro.distributions as dist
 import torch
 from pyro.distributions import MultivariateNormal
 
+from ppl_vae import VAE
+
 DTYPE = torch.float64
+
+
+class StudentTVAE(VAE):
+    """A VAE whose prior has heavy tails: z ~ StudentT(3, 0, 1) per coordinate."""
+
+    def prior(self, x):
+        zeros = x.new_zeros(x.shape[0], self.latent_dim)
+        return dist.StudentT(3.0, zeros, torch.ones_like(zeros)).to_event(1)
 
 
 def _random(*shape: int, generator: torch.Generator) -> torch.Tensor:

@@ -53,6 +53,7 @@ from ppl_vae.inference.run_checks import (
 )
 from ppl_vae.models.base import ProbabilisticModel, check_batch, check_device, check_values
 from ppl_vae.models.program import PyroProgram
+from ppl_vae.models import model_class_name
 from ppl_vae.run_folder import holding_out_dir
 
 
@@ -402,7 +403,7 @@ def train(
     def save(epoch: int, partial_epoch: dict[str, Any] | None = None) -> None:
         path = out_path / CHECKPOINT_NAME
         checkpoint = {
-            "model_class": type(model).__name__,
+            "model_class": model_class_name(type(model)),
             "model_config": model.config(),
             "model_state": model.state_dict(),
             "optimizer_state": optimizer.state_dict(),
