@@ -302,4 +302,7 @@ def write_explorer(model: Any, x: torch.Tensor, path: str | os.PathLike, **optio
     """
     html = render_explorer(explorer_payload(model, x, **options))
     atomic_write_text(path, html)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)  # a page to share: readable like any new file, not 0600
     return len(html.encode("utf-8"))
