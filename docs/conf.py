@@ -15,8 +15,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "_ext"))
 
-import ppl_vae  # noqa: E402
 from api_pages import write_api_pages  # noqa: E402
+
+import ppl_vae  # noqa: E402
 
 write_api_pages(HERE / "api")  # one page per module, from the package as it is now
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -51,20 +52,23 @@ def chromium():
 
 
 class RequestLog:
-    """Every request a page attempts, seen by a route that aborts all but ``allowed`` URLs."""
+    """Every request a page attempts, seen by a route that aborts all but the allowed URLs.
 
-    def __init__(self, page, allowed: set[str]) -> None:
+    ``allowed`` is a set of URLs or a predicate on a URL.
+    """
+
+    def __init__(self, page, allowed: set[str] | Callable[[str], bool]) -> None:
         self.urls: list[str] = []
-        self.allowed = allowed
+        self.allowed = allowed if callable(allowed) else allowed.__contains__
         page.on("request", lambda request: self.urls.append(request.url))
         page.route("**/*", self._route)
 
     def _route(self, route) -> None:
-        if route.request.url in self.allowed:
+        if self.allowed(route.request.url):
             route.continue_()
         else:
             route.abort()
 
     @property
     def foreign(self) -> list[str]:
-        return [url for url in self.urls if url not in self.allowed]
+        return [url for url in self.urls if not self.allowed(url)]

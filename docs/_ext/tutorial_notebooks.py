@@ -14,7 +14,7 @@ also runs as a notebook:
   closes the figures left open (showing them instead if the cell wrote none).
 
 ``setup`` copies the explorer page that tutorial 3 writes into the built site
-as ``explorer.html`` (``docs/explorer.md`` shows it).
+as ``latent_explorer.html`` (``docs/explorer.md`` shows it).
 """
 
 from __future__ import annotations
@@ -75,6 +75,9 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python
 #: Where tutorial 3 writes the explorer, relative to the repository root.
 EXPLORER = "03_variational_inference/explorer.html"
 
+#: Its name in the built site (explorer.html is the page that shows it).
+SITE_NAME = "latent_explorer.html"
+
 
 def read_tutorial(text: str, **_: object) -> nbformat.NotebookNode:
     """A jupytext percent script as a notebook, with the hidden prelude cell first."""
@@ -93,7 +96,7 @@ def copy_explorer(app: Sphinx, exception: Exception | None) -> None:
     if not source.is_file():
         raise ExtensionError(f"{source} is missing: tutorial 3 writes it; delete the jupyter cache "
                              f"next to {app.outdir} so that the tutorial runs again")
-    shutil.copyfile(source, Path(app.outdir) / "explorer.html")
+    shutil.copyfile(source, Path(app.outdir) / SITE_NAME)
 
 
 def setup(app: Sphinx) -> dict[str, object]:
