@@ -208,6 +208,7 @@ def explorer_payload(model: Any, x: torch.Tensor, *, labels: torch.Tensor | None
     """
     if not isinstance(x, torch.Tensor) or x.dim() != 2 or x.shape[0] == 0:
         raise DataError("the explorer needs a non-empty (num_points, data_dim) tensor of test points")
+    layers = decoder_layers(model)
     activation = getattr(model, "activation", None)
     if activation not in ACTIVATIONS:
         raise ConfigError(f"the explorer cannot evaluate the activation {activation!r}; "
@@ -235,7 +236,7 @@ def explorer_payload(model: Any, x: torch.Tensor, *, labels: torch.Tensor | None
         "image_shape": list(image_shape),
         "likelihood": model.likelihood,
         "activation": activation,
-        "layers": decoder_layers(model),
+        "layers": layers,
         "points": {
             "count": len(x),
             "loc": loc[:, dims].tolist(),

@@ -109,6 +109,13 @@ def test_the_payload_cannot_close_its_script_tag(digits_vae):
     assert "__PPL_VAE_EXPLORER_PAYLOAD__" not in html
 
 
+def test_a_model_without_an_mlp_decoder_is_refused():
+    from ppl_vae.models import LinearGaussian
+
+    with pytest.raises(ConfigError, match="MLP decoder"):
+        explorer_payload(LinearGaussian(16, 2), torch.rand(5, 16))
+
+
 def test_a_model_with_one_latent_is_refused():
     with pytest.raises(ConfigError, match="latent_dim 1"):
         explorer_payload(VAE(16, 1, hidden_dims=(8,)), torch.rand(5, 16))
