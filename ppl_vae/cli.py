@@ -32,6 +32,13 @@ from ppl_vae.checkpoint import CHECKPOINT_NAME, atomic_write, atomic_write_text,
 from ppl_vae.data import BINARIZE_MODES, KNOWN_DATASETS, Dataset, load_dataset
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import ConfigError, DataError, PplVaeError, TrainingInterrupted
+from ppl_vae.explorer import (
+    DEFAULT_MAX_POINTS,
+    POSTERIOR_DRAWS_NAME,
+    load_compare_results,
+    save_posterior_draws,
+    write_explorer,
+)
 from ppl_vae.inference.compare import METHODS, CompareConfig, compare_posteriors
 from ppl_vae.inference.diagnostics import plot_pair, plot_trace
 from ppl_vae.inference.distributed import (
@@ -46,6 +53,7 @@ from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
 from ppl_vae.inference.objectives import ENGINES, OBJECTIVES
 from ppl_vae.inference.svi import ELBO_ESTIMATORS, METRICS_NAME, SVIConfig, evaluation_data, train
 from ppl_vae.models import LIKELIHOODS, VAE, build_model, import_model_class
+from ppl_vae.models.base import check_positive_int
 from ppl_vae.plotting import plot_posterior_comparison, save_image_grid
 from ppl_vae.run_folder import hold
 
@@ -63,7 +71,8 @@ _NON_NEGATIVE_INTS = ("kl_warmup_epochs",)
 _POSITIVE_FLOATS = ("observation_scale", "learning_rate", "clip_norm")
 _NON_NEGATIVE_FLOATS = ("beta",)
 _TRAIN_OUTPUTS = (CHECKPOINT_NAME, METRICS_NAME, "summary.json", "samples.png")
-_COMPARE_OUTPUTS = ("comparison.json", "comparison.txt", "posteriors.png", "trace.png", "pair.png")
+_COMPARE_OUTPUTS = ("comparison.json", "comparison.txt", "posteriors.png", "trace.png", "pair.png",
+                    POSTERIOR_DRAWS_NAME)
 
 
 class _UsageError(Exception):
@@ -183,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="variational posteriors against NUTS on the same points",
         description="For the first N test points: the encoder's q(z|x), a per-point Gaussian q* "
                     "and a flow posterior, each against NUTS draws of p(z|x). Writes "
-                    "OUT/comparison.json, OUT/comparison.txt, OUT/posteriors.png, "
+                    "OUT/comparison.json, OUT/posterior_draws.npz (thinned NUTS draws and q* per "
+                    "point, for `ppl-vae explore --compare`), OUT/comparison.txt, OUT/posteriors.png, "
                     "OUT/trace.png and OUT/pair.png, and prints the table with the approximation and "
                     "amortization gaps.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -206,6 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
     versus.add_argument("--seed", type=int, default=0)
     _add_model(versus)
     _add_device(versus)
+
+    look = commands.add_parser(
+        "explore", help="an interactive latent-space explorer as one HTML file",
+        description="Write ONE self-contained HTML page (no server, no network) for a trained VAE: "
+                    "the test digits' encodings on the latent plane, the decoder evaluated live "
+                    "in the page, q(z|x) ellipses, interpolation and samples. With --compare, the "
+                    "NUTS draws, q* and the gaps that `ppl-vae compare` wrote.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    look.add_argument("--checkpoint", required=True, help="training output folder or checkpoint.pt")
+    look.add_argument("--out", required=True, help="the .html file to write")
+    look.add_argument("--compare", default=None, help="an output folder of `ppl-vae compare`")
+    look.add_argument("--num-points", type=int, default=DEFAULT_MAX_POINTS,
+                      help="test digits shown on the plane")
+    look.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    _add_model(look)
     return parser
 
 
@@ -499,6 +524,7 @@ def run_compare(args: argparse.Namespace) -> int:
         plot_trace(idata, out / "trace.png")
         if model.latent_dim >= 2:
             plot_pair(idata, out / "pair.png", point=comparison.point_index[0])
+        save_posterior_draws(comparison, out / POSTERIOR_DRAWS_NAME)
     print(table)
     print(f"wrote {', '.join(str(out / name) for name in names)}")
     if not comparison.converged:
@@ -507,8 +533,33 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_explore(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix != ".html":
+        raise ConfigError(f"--out must end in .html; got {out.name}")
+    if not out.parent.is_dir():
+        raise ConfigError(f"the folder {out.parent} does not exist; create it first")
+    if out.exists() and not args.overwrite:
+        raise ConfigError(f"{out} exists; pass --overwrite to replace it, or choose another --out")
+    check_positive_int(args.num_points, "--num-points")
+    compare = load_compare_results(args.compare) if args.compare else None
+    device = torch.device("cpu")  # the page evaluates the decoder; torch only encodes the points
+    model, checkpoint = _load_model(args.checkpoint, device, args.model)
+    x = _evaluation_points(checkpoint, "test", device)
+    meta = checkpoint["metadata"]
+    labels = load_dataset(meta["data"], root=meta["data_root"], seed=meta["data_seed"]).test_y
+    image_shape = meta.get("image_shape")
+    if image_shape is None:
+        raise ConfigError("the explorer shows images; this checkpoint's data are not images")
+    size = write_explorer(model, x, out, labels=labels, image_shape=tuple(image_shape),
+                          compare=compare, max_points=args.num_points,
+                          title=f"{meta['data']}, latent_dim {model.latent_dim}")
+    print(f"wrote {out} ({size / 1e6:.1f} MB; open it in a browser, no server needed)")
+    return 0
+
+
 COMMANDS = {"train": run_train, "sample": run_sample, "evaluate": run_evaluate,
-            "compare": run_compare}
+            "compare": run_compare, "explore": run_explore}
 
 
 def _is_out_of_memory(error: BaseException) -> bool:

@@ -58,3 +58,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+# Session fixtures of the browser, docs and tutorial tests (tests/_browser.py, tests/_docs.py):
+# defined once here, so that one Chromium and one smoke build of the docs serve them all.
+from _browser import chromium  # noqa: E402,F401
+from _docs import docs_smoke_build  # noqa: E402,F401

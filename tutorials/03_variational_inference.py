@@ -360,6 +360,28 @@ figure.savefig(OUT / "interpolation.png", dpi=110)
 print(f"wrote {OUT / 'interpolation.png'}")
 
 # %% [markdown]
+# ## Touch the latent space
+#
+# The figures above are snapshots. `write_explorer` puts the same model into
+# one self-contained web page, `explorer.html`: the decoder's weights are in
+# the page and its JavaScript evaluates the network, so it needs no server
+# and no network. Move the pointer over the plane and the digit at that code
+# is decoded as you move; click a test digit to see it with its q(z | x) as
+# 1- and 2-sd ellipses; drag a line to decode ten steps along it; press
+# "Sample 100" to decode 100 codes from the prior. For a trained run,
+# `ppl-vae explore --checkpoint RUN --out explorer.html` writes the same page,
+# and `--compare DIR` adds the NUTS draws, q* and the gaps of `ppl-vae compare`.
+# The documentation site shows this tutorial's page.
+
+# %%
+from ppl_vae.explorer import write_explorer
+
+size = write_explorer(vae, test_binary, OUT / "explorer.html", labels=data.test_y,
+                      image_shape=(height, width),
+                      title=f"Tutorial 3: the latent-2 VAE on {data.name}")
+print(f"wrote {OUT / 'explorer.html'} ({size / 1e6:.1f} MB, {len(test_binary)} test digits)")
+
+# %% [markdown]
 # ## What to take away
 #
 # * The ELBO is computed from two programs: the guide proposes a code, the

@@ -373,4 +373,4 @@ ax.set_ylim(min(scores[n].mean for n in names) - 10, max(scores[n].mean for n in
 fig.tight_layout()
 fig.savefig(OUT / "estimates.png", dpi=100)
 plt.close(fig)
-print(f"figures in {OUT}")
+print(f"wrote {OUT / 'priors_samples.png'}, {OUT / 'estimates.png'}")

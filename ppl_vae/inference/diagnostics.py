@@ -97,7 +97,7 @@ def to_inference_data(samples: torch.Tensor | np.ndarray | Mapping[str, torch.Te
     ----------
     samples : Tensor or ndarray, shape (chain, draw, point, latent), or dict of them
         Finite draws of ``"z"``, or of each named site (shape (chain, draw,
-        point, *event_shape); the event dimensions are flattened into one
+        point) + event_shape; the event dimensions are flattened into one
         dimension named ``"<site>_latent"``); at least one chain of :data:`MIN_DRAWS` draws.
     sample_stats : dict of Tensor or ndarray, each shape (chain, draw, point), optional
         Known keys are cast to their :data:`STAT_DTYPES` (``diverging`` bool,

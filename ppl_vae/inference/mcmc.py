@@ -143,7 +143,7 @@ class MCMCResult:
         Seconds for the whole run, all chains.
     point_index : list of int
         Labels of the points.
-    sites : dict of str to Tensor, each shape (num_chains, num_samples, num_points, *event_shape)
+    sites : dict of str to Tensor, each shape (num_chains, num_samples, num_points) + event_shape
         The draws of each latent site (by default ``{"z": samples}``).
     """
 

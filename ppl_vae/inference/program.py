@@ -8,7 +8,7 @@ programs, ``model(x)`` and ``guide(x)``, run under Pyro's effect handlers:
   guide samples, discrete ones the model enumerates) and the observed sites;
   anything the per-point methods cannot handle is refused with one line naming
   the site and what is needed;
-* :func:`program_log_weights` draws K samples of every latent site from the
+* :func:`program_log_terms` draws K samples of every latent site from the
   guide (or from the prior) in one vectorized pass, an extra plate at the left
   of all the program's plates, and returns per point
 
@@ -19,7 +19,7 @@ programs, ``model(x)`` and ``guide(x)``, run under Pyro's effect handlers:
   of the continuous latents: the potential of NUTS.
 
 The library's own Gaussian-latent programs also have direct transcriptions
-(:mod:`ppl_vae.inference.objectives`); :func:`matches_direct_path` decides
+(:mod:`ppl_vae.inference.objectives`); :func:`~ppl_vae.inference.objectives.has_direct_elbo` decides
 from the programs' behaviour, by tracing them, whether a model may use them.
 """
 
@@ -438,7 +438,7 @@ def flatten_latents(values: dict[str, torch.Tensor], structure: ProgramStructure
 
     Parameters
     ----------
-    values : dict of str to Tensor, each shape (..., num_points, *event_shape)
+    values : dict of str to Tensor, each shape (..., num_points) + event_shape
 
     Returns
     -------
@@ -475,7 +475,7 @@ def to_constrained(unconstrained: torch.Tensor, structure: ProgramStructure
 
     Returns
     -------
-    values : dict of str to Tensor, each (..., P, *event_shape)
+    values : dict of str to Tensor, each shape (..., P) + event_shape
     log_abs_det_jacobian : Tensor, shape (..., P)
     """
     values, log_det = {}, unconstrained.new_zeros(unconstrained.shape[:-1])
@@ -511,7 +511,7 @@ def program_log_joint(model: Program, x: torch.Tensor, latents: dict[str, torch.
     ----------
     model : callable
     x : Tensor, shape (num_points, ...)
-    latents : dict of str to Tensor, each shape (num_points, *event_shape)
+    latents : dict of str to Tensor, each shape (num_points,) + event_shape
         A value for every continuous latent site.
     structure : ProgramStructure
     kwargs : dict, optional
