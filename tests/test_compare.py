@@ -28,7 +28,7 @@ def test_comparison_rows_and_gaps(digits_vae):
         assert rows[name].elbo < rows[name].iwae + GAP_Z * rows[name].iwae_stderr
         assert rows[name].mean_error_sd >= 0 and rows[name].sd_ratio > 0
     for gap in result.gaps.values():
-        assert gap["mean"] > -GAP_Z * gap["stderr"] - 1e-3
+        assert gap["mean"] > -GAP_Z * gap["sem_across_points"] - 1e-3
     assert rows["local_gaussian"].elbo >= rows["encoder"].elbo - 0.05
     json.loads(result.to_json())
     table = result.table()
@@ -95,4 +95,4 @@ def test_full_size_comparison_on_mnist5k(tmp_path):
     report = json.loads((out / "comparison.json").read_text())
     assert report["converged"], report["convergence"]
     for gap in report["gaps"].values():
-        assert gap["mean"] > -GAP_Z * gap["stderr"]
+        assert gap["mean"] > -GAP_Z * gap["sem_across_points"]

@@ -14,9 +14,15 @@ encoder's gap to log p(x) as Cremer, Li and Duvenaud (2018) do:
     approximation gap  = log p^(x) - ELBO[q*]        (the Gaussian family's limit)
     amortization gap   = ELBO[q*] - ELBO[encoder]    (the price of one network for all x)
 
-with log p^(x) the IWAE estimate of the method whose importance weights
-vary least (the smallest Monte Carlo standard error: the best proposal). A comparison whose NUTS
-run has not converged is flagged in every report.
+with log p^(x) chosen per point: among the IWAE estimates whose importance
+weights are trustworthy (Pareto k̂ <= 0.7, :mod:`ppl_vae.inference.psis`) the
+one with the smallest Monte Carlo standard error; where no proposal is
+trustworthy, the IWAE estimate of a defensive mixture proposal
+(:mod:`ppl_vae.inference.defensive`, bounded weights), and the point is
+flagged if that too has k̂ > 0.7 (its error is then reported as unknown).
+Every per-point value comes with its Monte Carlo standard error, and the
+gaps' Monte Carlo error is kept apart from their spread across points. A
+comparison whose NUTS run has not converged is flagged in every report.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import torch
 from pyro import poutine
 
 from ppl_vae.errors import ConfigError
+from ppl_vae.inference.defensive import defensive_mixture
 from ppl_vae.inference.diagnostics import ConvergenceReport, check_convergence
 from ppl_vae.inference.likelihood import Estimate, elbo, iwae
 from ppl_vae.inference.mcmc import MCMCResult, NUTSConfig, sample_posterior
@@ -43,6 +50,9 @@ METHODS = ("encoder", "local_gaussian", "flow")
 
 #: Samples per point drawn from each q for the distances to the NUTS draws.
 DISTANCE_SAMPLES = 1000
+
+#: Name of the proposal that stands in where no method's importance weights are trustworthy.
+DEFENSIVE = "defensive"
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,8 @@ class MethodResult:
     sd_ratio: float | None
     energy_distance: float | None
     wall_time: float
+    pareto_k_max: float | None = None
+    flagged_share: float | None = None
 
 
 @dataclass
@@ -107,21 +119,26 @@ class Comparison:
     ----------
     rows : list of MethodResult
     gaps : dict
-        ``approximation`` and ``amortization``: mean over points and its
-        standard error across points, in nats.
-    log_px_method : str
-        The method whose IWAE bound serves as log p^(x).
+        ``approximation`` and ``amortization``, each with ``mean`` (over
+        points), ``mc_stderr`` (Monte Carlo error of that mean; ``inf`` when a
+        point's log p^(x) is flagged), ``spread`` (standard deviation across
+        points, not an error bar) and ``sem_across_points`` (spread / sqrt(n):
+        the error of the mean as an estimate for the population of points).
     convergence : ConvergenceReport
-    per_point : dict of list of float
-        Each method's ELBO and IWAE per point, and log p^(x).
+    per_point : dict of list
+        Per method: ``{name}_elbo``, ``{name}_elbo_stderr``, ``{name}_iwae``,
+        ``{name}_iwae_stderr`` (``inf`` where k̂ is too large),
+        ``{name}_pareto_k``, ``{name}_ess``; and ``log_px``,
+        ``log_px_stderr``, ``log_px_method`` (the proposal used, a str),
+        ``log_px_pareto_k``, ``log_px_flagged`` (bool), and each gap with its
+        ``_stderr``.
     point_index : list of int
     """
 
     rows: list[MethodResult]
     gaps: dict[str, dict[str, float]]
-    log_px_method: str
     convergence: ConvergenceReport
-    per_point: dict[str, list[float]]
+    per_point: dict[str, list]
     point_index: list[int]
     nuts: MCMCResult = field(repr=False)
     posteriors: dict[str, Any] = field(repr=False, default_factory=dict)
@@ -130,22 +147,55 @@ class Comparison:
     def converged(self) -> bool:
         return self.convergence.converged
 
+    @property
+    def log_px_sources(self) -> dict[str, int]:
+        """How many points took log p^(x) from each proposal."""
+        sources: dict[str, int] = {}
+        for name in self.per_point["log_px_method"]:
+            sources[name] = sources.get(name, 0) + 1
+        return sources
+
+    @property
+    def log_px_method(self) -> str:
+        """The proposals that gave log p^(x), with their point counts, e.g. ``"flow (9), encoder (1)"``."""
+        ranked = sorted(self.log_px_sources.items(), key=lambda item: -item[1])
+        return ", ".join(f"{name} ({count})" for name, count in ranked)
+
+    @property
+    def flagged_points(self) -> list[int]:
+        """Labels of the points whose log p^(x) no proposal estimates trustworthily."""
+        return [point for point, flagged in zip(self.point_index, self.per_point["log_px_flagged"])
+                if flagged]
+
     def table(self) -> str:
         """A plain-text table of every method, the gaps, and a convergence warning if any."""
         def cell(value: float | None, digits: int = 2) -> str:
             return "—" if value is None else f"{value:.{digits}f}"
 
+        def share(value: float | None) -> str:
+            return "—" if value is None else f"{100 * value:.0f}%"
+
         lines = [f"{len(self.point_index)} points; nats per point; distances against NUTS",
-                 f"{'method':<15}{'ELBO':>12}{'IWAE':>12}{'mean err/sd':>13}{'sd ratio':>10}"
+                 f"{'method':<15}{'ELBO':>12}{'IWAE':>12}{'k̂>0.7':>8}{'mean err/sd':>13}{'sd ratio':>10}"
                  f"{'energy dist':>13}{'time s':>9}"]
         for row in self.rows:
             lines.append(
-                f"{row.name:<15}{cell(row.elbo):>12}{cell(row.iwae):>12}"
+                f"{row.name:<15}{cell(row.elbo):>12}{cell(row.iwae):>12}{share(row.flagged_share):>8}"
                 f"{cell(row.mean_error_sd, 3):>13}{cell(row.sd_ratio, 3):>10}"
                 f"{cell(row.energy_distance, 4):>13}{row.wall_time:>9.1f}")
+        lines.append("k̂>0.7: share of points whose IWAE importance weights have Pareto k̂ above "
+                     "the threshold (their error bars cannot be trusted)")
         for name, gap in self.gaps.items():
-            lines.append(f"{name} gap: {gap['mean']:.3f} ± {gap['stderr']:.3f} nats")
-        lines.append(f"log p(x) estimated by the IWAE bound of: {self.log_px_method}")
+            mc = ("unknown (a flagged point's log p(x) has no trustworthy error)"
+                  if not math.isfinite(gap["mc_stderr"]) else f"{gap['mc_stderr']:.3f}")
+            lines.append(f"{name} gap: mean {gap['mean']:.3f} nats; Monte Carlo error of the mean "
+                         f"± {mc}; spread across points: sd {gap['spread']:.3f}")
+        lines.append(f"log p(x) per point: the trustworthy IWAE estimate with the smallest error, "
+                     f"from: {self.log_px_method}")
+        flagged = self.flagged_points
+        lines.append(f"flagged points (no proposal with k̂ <= 0.7, the defensive mixture included): "
+                     f"{len(flagged)} of {len(self.point_index)}"
+                     + (f": {', '.join(map(str, flagged))}" if flagged else ""))
         if not self.converged:
             lines.append("WARNING: NUTS did not converge; the distances to its draws are not "
                          "trustworthy:")
@@ -153,19 +203,33 @@ class Comparison:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """Everything as plain Python values; non-finite numbers become None (valid JSON)."""
+        return _finite({
             "rows": [asdict(row) for row in self.rows],
             "gaps": self.gaps,
             "log_px_method": self.log_px_method,
+            "log_px_sources": self.log_px_sources,
+            "flagged_points": self.flagged_points,
             "converged": self.converged,
             "convergence": self.convergence.to_dict(),
             "per_point": self.per_point,
             "point_index": self.point_index,
             "nuts_config": asdict(self.nuts.config),
-        }
+        })
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def guide_samples(guide: Any, x: torch.Tensor, num_samples: int) -> torch.Tensor:
@@ -206,9 +270,41 @@ def _distances(draws: torch.Tensor, reference: torch.Tensor) -> tuple[float, flo
     return float(mean_error), float(sd_ratio), float(energy_distance(draws, thinned).mean())
 
 
-def _gap(values: torch.Tensor) -> dict[str, float]:
+def _gap(values: torch.Tensor, stderr: torch.Tensor) -> dict[str, float]:
+    """Mean of a per-point gap, its Monte Carlo error and its spread across points, kept apart."""
+    count = len(values)
+    spread = float(values.std()) if count > 1 else math.nan
     return {"mean": float(values.mean()),
-            "stderr": float(values.std() / math.sqrt(len(values))) if len(values) > 1 else math.nan}
+            "mc_stderr": float(stderr.pow(2).sum().sqrt() / count),
+            "spread": spread,
+            "sem_across_points": spread / math.sqrt(count)}
+
+
+def choose_log_px(bounds: dict[str, Estimate]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Per point, the trustworthy estimate (k̂ below threshold) with the smallest standard error.
+
+    Parameters
+    ----------
+    bounds : dict of str to Estimate
+        IWAE estimates of the same points under different proposals.
+
+    Returns
+    -------
+    log_px, stderr : Tensor, shape (num_points,)
+        ``stderr`` is ``inf`` where no estimate is trustworthy (then ``log_px``
+        is NaN: nothing to choose from).
+    method : list of str
+        The chosen proposal per point (``""`` where none).
+    """
+    names = list(bounds)
+    stderr = torch.stack([bounds[name].stderr for name in names])  # inf where flagged
+    best = stderr.argmin(0)
+    chosen_stderr = stderr.gather(0, best[None]).squeeze(0)
+    values = torch.stack([bounds[name].per_point for name in names]).gather(0, best[None]).squeeze(0)
+    reliable = torch.isfinite(chosen_stderr)
+    log_px = torch.where(reliable, values, torch.full_like(values, math.nan))
+    methods = [names[i] if ok else "" for i, ok in zip(best.tolist(), reliable.tolist())]
+    return log_px, chosen_stderr, methods
 
 
 def compare_posteriors(model: ProbabilisticModel, x: torch.Tensor,
@@ -264,17 +360,59 @@ def compare_posteriors(model: ProbabilisticModel, x: torch.Tensor,
             bounds[name].mean_stderr, mean_error, sd_ratio, distance,
             fit_times[name] + time.perf_counter() - evaluated))
 
-    # The most reliable IWAE estimate (smallest standard error) has the best proposal;
-    # the largest one would favour a noisy over-estimate from a poor proposal.
-    log_px_method = min(bounds, key=lambda name: bounds[name].mean_stderr)
-    log_px = bounds[log_px_method].per_point
-    gaps = {}
+    for row in rows[1:]:
+        row.pareto_k_max = float(bounds[row.name].pareto_k.max())
+        row.flagged_share = bounds[row.name].flagged_share
+
+    # Among trustworthy estimates the smallest standard error marks the best proposal (the
+    # largest estimate would favour a noisy over-estimate from a poor one); where none is
+    # trustworthy, a defensive mixture, whose weights are bounded, stands in.
+    log_px, log_px_stderr, log_px_method = choose_log_px(bounds)
+    log_px_k = _chosen_k(bounds, log_px_method)
+    log_px_flagged = torch.zeros_like(log_px, dtype=torch.bool)
+    missing = torch.nonzero(~torch.isfinite(log_px_stderr)).squeeze(1)
+    if len(missing):
+        q_star = guides.get("local_gaussian")
+        mixture = defensive_mixture(
+            model, x[missing],
+            None if q_star is None else q_star.loc.detach()[missing],
+            None if q_star is None else q_star.scale.detach()[missing])
+        defended = iwae(model, x[missing], config.iwae_samples, guide=mixture)
+        log_px[missing] = defended.per_point
+        log_px_stderr[missing] = defended.stderr
+        log_px_k[missing] = defended.pareto_k.to(log_px_k.dtype)
+        log_px_flagged[missing] = defended.flagged
+        for i in missing.tolist():
+            log_px_method[i] = DEFENSIVE
+    gaps, per_point = {}, {}
+    for name in guides:
+        per_point |= {f"{name}_elbo": elbos[name].per_point.tolist(),
+                      f"{name}_elbo_stderr": elbos[name].stderr.tolist(),
+                      f"{name}_iwae": bounds[name].per_point.tolist(),
+                      f"{name}_iwae_stderr": bounds[name].stderr.tolist(),
+                      f"{name}_pareto_k": bounds[name].pareto_k.tolist(),
+                      f"{name}_ess": bounds[name].ess.tolist()}
+    per_point |= {"log_px": log_px.tolist(), "log_px_stderr": log_px_stderr.tolist(),
+                  "log_px_method": log_px_method, "log_px_pareto_k": log_px_k.tolist(),
+                  "log_px_flagged": log_px_flagged.tolist()}
     if "local_gaussian" in elbos:
-        best_gaussian = elbos["local_gaussian"].per_point
-        gaps["approximation"] = _gap(log_px - best_gaussian)
-        gaps["amortization"] = _gap(best_gaussian - elbos["encoder"].per_point)
-    per_point = {f"{name}_elbo": e.per_point.tolist() for name, e in elbos.items()}
-    per_point |= {f"{name}_iwae": b.per_point.tolist() for name, b in bounds.items()}
-    per_point["log_px"] = log_px.tolist()
-    return Comparison(rows, gaps, log_px_method, convergence, per_point, index, nuts,
+        best_gaussian, encoder = elbos["local_gaussian"], elbos["encoder"]
+        parts = {"approximation": (log_px - best_gaussian.per_point,
+                                   torch.hypot(log_px_stderr, best_gaussian.stderr)),
+                 "amortization": (best_gaussian.per_point - encoder.per_point,
+                                  torch.hypot(best_gaussian.stderr, encoder.stderr))}
+        for name, (values, stderr) in parts.items():
+            gaps[name] = _gap(values, stderr)
+            per_point[f"{name}_gap"] = values.tolist()
+            per_point[f"{name}_gap_stderr"] = stderr.tolist()
+    return Comparison(rows, gaps, convergence, per_point, index, nuts,
                       {k: v for k, v in guides.items() if k != "encoder"})
+
+
+def _chosen_k(bounds: dict[str, Estimate], methods: list[str]) -> torch.Tensor:
+    """The k̂ of the estimate chosen at each point (NaN where none was)."""
+    k = next(iter(bounds.values())).pareto_k.clone().fill_(math.nan)
+    for i, name in enumerate(methods):
+        if name:
+            k[i] = bounds[name].pareto_k[i]
+    return k

@@ -24,6 +24,7 @@ import torch
 from pyro import poutine
 
 from ppl_vae.inference.objectives import has_direct_elbo
+from ppl_vae.inference.psis import is_reliable, trusted_stderr
 from ppl_vae.inference.streaming import RunningLogMeanExp, RunningMean
 from ppl_vae.models.base import ProbabilisticModel, check_has_prior, check_points, check_positive_int
 
@@ -44,14 +45,26 @@ class Estimate:
     per_point : Tensor, shape (num_points,)
         The estimate for each data point.
     stderr : Tensor, shape (num_points,)
-        Its Monte Carlo standard error.
+        Its Monte Carlo standard error; for an importance-sampling estimate,
+        ``inf`` where the Pareto k̂ exceeds 0.7 (no error bar can be trusted
+        there; :attr:`delta_stderr` keeps the delta-method value).
     num_samples : int
         Number of importance samples K per point.
+    pareto_k : Tensor, shape (num_points,), optional
+        Pareto k̂ of the importance weights (:mod:`ppl_vae.inference.psis`);
+        None for plain averages (the ELBO), which have no weights to diagnose.
+    ess : Tensor, shape (num_points,), optional
+        Effective sample size of the weights, ``(sum w)^2 / sum w^2``; None for averages.
+    delta_stderr : Tensor, shape (num_points,), optional
+        The delta-method standard error before the k̂ rule; None for averages.
     """
 
     per_point: torch.Tensor
     stderr: torch.Tensor
     num_samples: int
+    pareto_k: torch.Tensor | None = None
+    ess: torch.Tensor | None = None
+    delta_stderr: torch.Tensor | None = None
 
     @property
     def mean(self) -> float:
@@ -62,6 +75,37 @@ class Estimate:
     def mean_stderr(self) -> float:
         """Monte Carlo standard error of :attr:`mean` (not the spread across points)."""
         return float(self.stderr.pow(2).sum().sqrt() / self.stderr.numel())
+
+    @property
+    def flagged(self) -> torch.Tensor:
+        """Bool, shape (num_points,): k̂ above 0.7 (stricter for K < 2,155; see
+        :func:`~ppl_vae.inference.psis.pareto_k_threshold`) or not computable: not to be trusted.
+
+        All False for an average without importance weights.
+        """
+        if self.pareto_k is None:
+            return torch.zeros_like(self.per_point, dtype=torch.bool)
+        return ~is_reliable(self.pareto_k, self.num_samples)
+
+    @property
+    def flagged_share(self) -> float:
+        """Share of :attr:`flagged` points, in [0, 1]."""
+        return float(self.flagged.double().mean())
+
+
+def collect_estimate(values: list[torch.Tensor], errors: list[torch.Tensor],
+                     diagnostics: list[dict[str, torch.Tensor]], num_samples: int) -> Estimate:
+    """One :class:`Estimate` from the accumulators' results of every chunk of points.
+
+    With importance-weight diagnostics the standard error follows the k̂ rule
+    of :func:`ppl_vae.inference.psis.trusted_stderr`.
+    """
+    per_point, delta_stderr = torch.cat(values), torch.cat(errors)
+    if not diagnostics or not diagnostics[0]:
+        return Estimate(per_point, delta_stderr, num_samples)
+    k = torch.cat([d["pareto_k"] for d in diagnostics]).to(per_point.device)
+    ess = torch.cat([d["ess"] for d in diagnostics]).to(per_point.dtype)
+    return Estimate(per_point, trusted_stderr(delta_stderr, k, num_samples), num_samples, k, ess, delta_stderr)
 
 
 def log_joint(model: ProbabilisticModel, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -187,17 +231,18 @@ def _estimate(model: ProbabilisticModel, x: torch.Tensor, num_samples: int,
     check_points(model, x, where)
     check_positive_int(num_samples, "num_samples")
     direct = guide is None and has_direct_elbo(model)
-    values, errors = [], []
+    values, errors, diagnostics = [], [], []
     for rows, pieces in _chunks(model, x, num_samples):
         batch, row_guide = x[rows], _row_guide(model, guide, rows)
-        running = accumulator()
+        running = accumulator(num_samples)
         for k in pieces:
             running.update(_direct_log_weights(model, batch, k) if direct
                            else log_importance_weights(model.model, row_guide, batch, k))
         value, error = running.result(x.dtype)
         values.append(value)
         errors.append(error)
-    return Estimate(torch.cat(values), torch.cat(errors), num_samples)
+        diagnostics.append(running.diagnostics())
+    return collect_estimate(values, errors, diagnostics, num_samples)
 
 
 def elbo(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1,
@@ -301,15 +346,16 @@ def naive_prior(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1
     check_has_prior(model, "naive_prior")
     check_points(model, x, "naive_prior")
     check_positive_int(num_samples, "num_samples")
-    values, errors = [], []
+    values, errors, diagnostics = [], [], []
     with torch.no_grad():
         for rows, pieces in _chunks(model, x, num_samples):
             batch = x[rows]
-            running = RunningLogMeanExp()
+            running = RunningLogMeanExp(num_samples)
             for k in pieces:
                 z = torch.randn(k, batch.shape[0], model.latent_dim, dtype=x.dtype, device=x.device)
                 running.update(model.decode(z).log_prob(batch))
             value, error = running.result(x.dtype)
             values.append(value)
             errors.append(error)
-    return Estimate(torch.cat(values), torch.cat(errors), num_samples)
+            diagnostics.append(running.diagnostics())
+    return collect_estimate(values, errors, diagnostics, num_samples)
