@@ -204,7 +204,7 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         """Everything as plain Python values; non-finite numbers become None (valid JSON)."""
-        return _finite({
+        return json_safe({
             "rows": [asdict(row) for row in self.rows],
             "gaps": self.gaps,
             "log_px_method": self.log_px_method,
@@ -221,14 +221,14 @@ class Comparison:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by None, recursively."""
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, recursively (for valid JSON)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
+        return [json_safe(item) for item in value]
     return value
 
 
