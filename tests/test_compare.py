@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
 
 from ppl_vae.cli import main
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.compare import CompareConfig, compare_posteriors, energy_distance
+from ppl_vae.inference.compare import DEFENSIVE, CompareConfig, compare_posteriors, energy_distance
 from ppl_vae.inference.mcmc import NUTSConfig
 
 GAP_Z = 4.0  # gaps may dip below zero by this many standard errors (Monte Carlo noise)
@@ -96,3 +97,25 @@ def test_full_size_comparison_on_mnist5k(tmp_path):
     assert report["converged"], report["convergence"]
     for gap in report["gaps"].values():
         assert gap["mean"] > -GAP_Z * gap["sem_across_points"]
+
+
+def test_defensive_mixture_stands_in_where_no_proposal_is_trustworthy(diagonal_ppca):
+    """An encoder 10x too narrow gives k̂ > 0.7 on every point; the defensive mixture's
+    bounded weights then give log p(x) within GAP_Z of its errors of the exact value."""
+    model, x = diagonal_ppca
+    model.set_guide_to_posterior()
+    with torch.no_grad():
+        model.encoder.raw_scale_tril.diagonal().sub_(math.log(10.0))
+    nuts = NUTSConfig(num_samples=50, warmup_steps=50, num_chains=2, parallel=False)  # not what is tested
+    config = CompareConfig(elbo_samples=100, iwae_samples=3000, nuts=nuts, methods=("encoder",))
+    result = compare_posteriors(model, x, config)
+    per_point = result.per_point
+    assert all(k > 0.7 for k in per_point["encoder_pareto_k"])
+    assert per_point["log_px_method"] == [DEFENSIVE] * len(x) and result.flagged_points == []
+    exact = model.log_marginal(x).detach()
+    error = (torch.tensor(per_point["log_px"], dtype=torch.float64) - exact).abs()
+    assert bool((error < GAP_Z * torch.tensor(per_point["log_px_stderr"], dtype=torch.float64)).all())
+    assert max(per_point["log_px_pareto_k"]) <= 0.7  # bounded weights, though pre-asymptotically heavy
+    report = json.loads(result.to_json())
+    assert report["log_px_sources"] == {DEFENSIVE: len(x)} and report["rows"][1]["flagged_share"] == 1.0
+    assert "flagged points (no proposal with k̂ <= 0.7" in result.table()

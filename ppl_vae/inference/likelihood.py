@@ -306,6 +306,9 @@ def iwae(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1000,
 
     It rises with K towards log p(x) (Burda et al., 2016) and is the standard
     estimate of a VAE's test log-likelihood. Memory stays bounded for any K.
+    The result carries the Pareto k̂ and the ESS of each point's weights
+    (:mod:`ppl_vae.inference.psis`, from the same streamed pieces); where k̂
+    is too large its standard error is ``inf`` and the point is ``flagged``.
 
     Parameters
     ----------
@@ -330,6 +333,13 @@ def naive_prior(model: ProbabilisticModel, x: torch.Tensor, num_samples: int = 1
     explains a given image badly, so for a neural decoder the estimate is
     ruled by a few lucky draws, and a feasible K falls far short of log p(x):
     the reason the integral is called intractable (Exercise 3).
+
+    Its weights ``p(x | z_k)`` are diagnosed like any importance weights: where
+    their Pareto k̂ exceeds the threshold the delta-method error understates
+    the real one on most points (the few lucky draws were not drawn), so the
+    standard error is reported as ``inf`` and the point is ``flagged``;
+    elsewhere it is the delta-method error, which a test finds within 4 of its
+    value of the exact answer on 500 replicates.
 
     Parameters
     ----------
