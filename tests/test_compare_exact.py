@@ -39,7 +39,9 @@ def _check_against_quadrature(vae, x, seed: int, config: CompareConfig) -> dict:
     for gap in ("approximation", "amortization"):
         assert len(per_point[f"{gap}_gap_stderr"]) == len(x)
         assert set(result.gaps[gap]) == {"mean", "mc_stderr", "spread", "sem_across_points"}
-    return {"unflagged": int((~flagged).sum()), "max_z": float(z[~flagged].abs().max())}
+    summary = {"unflagged": int((~flagged).sum()), "max_z": float(z[~flagged].abs().max())}
+    print(f"seed {seed}: {summary}, log p(x) from {result.log_px_method}")  # shown with pytest -s
+    return summary
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -56,8 +58,9 @@ def test_unflagged_log_px_is_within_its_errors_of_the_exact_value(digits_vae, se
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_unflagged_log_px_on_100_digits_per_seed(digits_vae, seed):
+    """Full settings: 100 of the 179 test digits per seed (a different window each)."""
     vae, x = digits_vae
-    x = x[100 * seed:100 * (seed + 1)]
+    x = x.roll(-40 * seed, 0)[:100]
     config = CompareConfig(elbo_samples=1000, iwae_samples=5000, seed=seed,
                            nuts=NUTSConfig(num_samples=500, warmup_steps=300, num_chains=2))
     summary = _check_against_quadrature(vae, x, seed, config)

@@ -128,6 +128,7 @@ class Comparison:
     per_point : dict of list
         Per method: ``{name}_elbo``, ``{name}_elbo_stderr``, ``{name}_iwae``,
         ``{name}_iwae_stderr`` (``inf`` where k̂ is too large),
+        ``{name}_iwae_delta_stderr`` (the delta-method error, whatever k̂),
         ``{name}_pareto_k``, ``{name}_ess``; and ``log_px``,
         ``log_px_stderr``, ``log_px_method`` (the proposal used, a str),
         ``log_px_pareto_k``, ``log_px_flagged`` (bool), and each gap with its
@@ -390,6 +391,7 @@ def compare_posteriors(model: ProbabilisticModel, x: torch.Tensor,
                       f"{name}_elbo_stderr": elbos[name].stderr.tolist(),
                       f"{name}_iwae": bounds[name].per_point.tolist(),
                       f"{name}_iwae_stderr": bounds[name].stderr.tolist(),
+                      f"{name}_iwae_delta_stderr": bounds[name].delta_stderr.tolist(),
                       f"{name}_pareto_k": bounds[name].pareto_k.tolist(),
                       f"{name}_ess": bounds[name].ess.tolist()}
     per_point |= {"log_px": log_px.tolist(), "log_px_stderr": log_px_stderr.tolist(),
