@@ -10,7 +10,14 @@ import torch
 
 from ppl_vae.cli import main
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.compare import DEFENSIVE, CompareConfig, compare_posteriors, energy_distance
+from ppl_vae.inference.compare import (
+    DEFENSIVE,
+    CompareConfig,
+    choose_log_px,
+    compare_posteriors,
+    energy_distance,
+)
+from ppl_vae.inference.likelihood import Estimate
 from ppl_vae.inference.mcmc import NUTSConfig
 
 GAP_Z = 4.0  # gaps may dip below zero by this many standard errors (Monte Carlo noise)
@@ -119,3 +126,26 @@ def test_defensive_mixture_stands_in_where_no_proposal_is_trustworthy(diagonal_p
     report = json.loads(result.to_json())
     assert report["log_px_sources"] == {DEFENSIVE: len(x)} and report["rows"][1]["flagged_share"] == 1.0
     assert "flagged points (no proposal with k̂ <= 0.7" in result.table()
+
+
+def _estimate(values, stderr, k, delta=None):
+    values, stderr = torch.tensor(values), torch.tensor(stderr)
+    return Estimate(values, stderr, 5000, torch.tensor(k, dtype=torch.float64), torch.ones_like(values),
+                    stderr if delta is None else torch.tensor(delta))
+
+
+def test_an_estimate_far_below_another_is_not_trusted():
+    """Point 0: q* (k̂ 0.3) sits 1 nat below the defensive mixture's flagged estimate, far beyond
+    their errors: q* missed a mode, and no estimate is left, so the point is flagged. Point 1:
+    they agree, and q*'s smaller error wins. Point 2: q* is flagged, the mixture stands in."""
+    inf = math.inf
+    candidates = {
+        "local_gaussian": _estimate([-10.0, -20.0, -30.0], [0.01, 0.01, inf], [0.3, 0.3, 0.9],
+                                    delta=[0.01, 0.01, 0.01]),
+        DEFENSIVE: _estimate([-9.0, -20.05, -30.2], [inf, 0.05, 0.05], [1.2, 0.2, 0.2],
+                             delta=[0.1, 0.05, 0.05]),
+    }
+    chosen = choose_log_px(candidates)
+    assert chosen["method"] == [DEFENSIVE, "local_gaussian", DEFENSIVE]
+    assert chosen["flagged"].tolist() == [True, False, False]
+    assert chosen["stderr"][0] == inf and chosen["log_px"].tolist() == pytest.approx([-9.0, -20.0, -30.2])

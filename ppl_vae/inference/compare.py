@@ -14,12 +14,14 @@ encoder's gap to log p(x) as Cremer, Li and Duvenaud (2018) do:
     approximation gap  = log p^(x) - ELBO[q*]        (the Gaussian family's limit)
     amortization gap   = ELBO[q*] - ELBO[encoder]    (the price of one network for all x)
 
-with log p^(x) chosen per point: among the IWAE estimates whose importance
-weights are trustworthy (Pareto k̂ <= 0.7, :mod:`ppl_vae.inference.psis`) the
-one with the smallest Monte Carlo standard error; where no proposal is
-trustworthy, the IWAE estimate of a defensive mixture proposal
-(:mod:`ppl_vae.inference.defensive`, bounded weights), and the point is
-flagged if that too has k̂ > 0.7 (its error is then reported as unknown).
+with log p^(x) chosen per point (:func:`choose_log_px`) among the IWAE
+estimates of every method and of a defensive mixture proposal
+(:mod:`ppl_vae.inference.defensive`, bounded weights): of those whose
+importance weights are trustworthy (Pareto k̂ <= 0.7,
+:mod:`ppl_vae.inference.psis`) and that no other proposal's estimate
+contradicts (lies far above: a missed posterior mode, which k̂ cannot see),
+the one with the smallest Monte Carlo standard error. A point with none is
+flagged, and its error reported as unknown.
 Every per-point value comes with its Monte Carlo standard error, and the
 gaps' Monte Carlo error is kept apart from their spread across points. A
 comparison whose NUTS run has not converged is flagged in every report.
@@ -51,8 +53,13 @@ METHODS = ("encoder", "local_gaussian", "flow")
 #: Samples per point drawn from each q for the distances to the NUTS draws.
 DISTANCE_SAMPLES = 1000
 
-#: Name of the proposal that stands in where no method's importance weights are trustworthy.
+#: Name of the defensive mixture proposal (:mod:`ppl_vae.inference.defensive`) in the reports.
 DEFENSIVE = "defensive"
+
+#: An estimate lying this many combined standard errors below another proposal's is taken to
+#: have missed mass (4: a false alarm from Gaussian noise has odds ~3e-5 per pair; the
+#: check only ever moves a point to another proposal or flags it, never towards overconfidence).
+DISAGREE_Z = 4.0
 
 
 @dataclass(frozen=True)
@@ -194,7 +201,7 @@ class Comparison:
         lines.append(f"log p(x) per point: the trustworthy IWAE estimate with the smallest error, "
                      f"from: {self.log_px_method}")
         flagged = self.flagged_points
-        lines.append(f"flagged points (no proposal with k̂ <= 0.7, the defensive mixture included): "
+        lines.append(f"flagged points (no proposal with k̂ <= 0.7 that the others do not contradict): "
                      f"{len(flagged)} of {len(self.point_index)}"
                      + (f": {', '.join(map(str, flagged))}" if flagged else ""))
         if not self.converged:
@@ -281,31 +288,48 @@ def _gap(values: torch.Tensor, stderr: torch.Tensor) -> dict[str, float]:
             "sem_across_points": spread / math.sqrt(count)}
 
 
-def choose_log_px(bounds: dict[str, Estimate]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Per point, the trustworthy estimate (k̂ below threshold) with the smallest standard error.
+def choose_log_px(estimates: dict[str, Estimate], fallback: str = DEFENSIVE) -> dict[str, Any]:
+    """Per point, the trustworthy, uncontradicted estimate with the smallest standard error.
+
+    An estimate is trustworthy where its k̂ is below the threshold (finite
+    ``stderr``). It is *contradicted* where another proposal's estimate lies
+    above it by more than :data:`DISAGREE_Z` combined errors: every one of
+    them estimates the same p(x) without bias, and heavy-tailed ones err low,
+    so a much higher value means this proposal missed mass, typically a
+    second posterior mode it never visits, which its own weights (and k̂)
+    cannot show. Where no estimate qualifies, the ``fallback``'s value is
+    reported, flagged, with an infinite error.
 
     Parameters
     ----------
-    bounds : dict of str to Estimate
-        IWAE estimates of the same points under different proposals.
+    estimates : dict of str to Estimate
+        IWAE estimates of the same points under different proposals,
+        ``fallback`` among them.
+    fallback : str
 
     Returns
     -------
-    log_px, stderr : Tensor, shape (num_points,)
-        ``stderr`` is ``inf`` where no estimate is trustworthy (then ``log_px``
-        is NaN: nothing to choose from).
-    method : list of str
-        The chosen proposal per point (``""`` where none).
+    dict with ``log_px``, ``stderr``, ``pareto_k`` (Tensor, shape (num_points,)),
+    ``method`` (list of str) and ``flagged`` (Tensor of bool)
     """
-    names = list(bounds)
-    stderr = torch.stack([bounds[name].stderr for name in names])  # inf where flagged
-    best = stderr.argmin(0)
-    chosen_stderr = stderr.gather(0, best[None]).squeeze(0)
-    values = torch.stack([bounds[name].per_point for name in names]).gather(0, best[None]).squeeze(0)
-    reliable = torch.isfinite(chosen_stderr)
-    log_px = torch.where(reliable, values, torch.full_like(values, math.nan))
-    methods = [names[i] if ok else "" for i, ok in zip(best.tolist(), reliable.tolist())]
-    return log_px, chosen_stderr, methods
+    names = list(estimates)
+    values = torch.stack([estimates[name].per_point.double() for name in names])
+    stderr = torch.stack([estimates[name].stderr.double() for name in names])  # inf where flagged
+    delta = torch.stack([estimates[name].delta_stderr.double() for name in names])
+    excess = values[None, :, :] - values[:, None, :]  # [j, l, i]: estimate l above estimate j
+    contradicted = (excess > DISAGREE_Z * torch.hypot(stderr[:, None, :], delta[None, :, :])).any(1)
+    usable = torch.isfinite(stderr) & ~contradicted
+    best = torch.where(usable, stderr, math.inf).argmin(0)[None]
+    flagged = ~usable.gather(0, best).squeeze(0)
+    spare = names.index(fallback)
+    pick = torch.where(flagged, spare, best.squeeze(0))[None]
+    k = torch.stack([estimates[name].pareto_k.double() for name in names])
+    dtype = estimates[fallback].per_point.dtype
+    return {"log_px": values.gather(0, pick).squeeze(0).to(dtype),
+            "stderr": torch.where(flagged, math.inf, stderr.gather(0, pick).squeeze(0)).to(dtype),
+            "pareto_k": k.gather(0, pick).squeeze(0),
+            "method": [names[i] for i in pick.squeeze(0).tolist()],
+            "flagged": flagged}
 
 
 def compare_posteriors(model: ProbabilisticModel, x: torch.Tensor,
@@ -366,37 +390,27 @@ def compare_posteriors(model: ProbabilisticModel, x: torch.Tensor,
         row.flagged_share = bounds[row.name].flagged_share
 
     # Among trustworthy estimates the smallest standard error marks the best proposal (the
-    # largest estimate would favour a noisy over-estimate from a poor one); where none is
-    # trustworthy, a defensive mixture, whose weights are bounded, stands in.
-    log_px, log_px_stderr, log_px_method = choose_log_px(bounds)
-    log_px_k = _chosen_k(bounds, log_px_method)
-    log_px_flagged = torch.zeros_like(log_px, dtype=torch.bool)
-    missing = torch.nonzero(~torch.isfinite(log_px_stderr)).squeeze(1)
-    if len(missing):
-        q_star = guides.get("local_gaussian")
-        mixture = defensive_mixture(
-            model, x[missing],
-            None if q_star is None else q_star.loc.detach()[missing],
-            None if q_star is None else q_star.scale.detach()[missing])
-        defended = iwae(model, x[missing], config.iwae_samples, guide=mixture)
-        log_px[missing] = defended.per_point
-        log_px_stderr[missing] = defended.stderr
-        log_px_k[missing] = defended.pareto_k.to(log_px_k.dtype)
-        log_px_flagged[missing] = defended.flagged
-        for i in missing.tolist():
-            log_px_method[i] = DEFENSIVE
+    # largest estimate would favour a noisy over-estimate from a poor one). The defensive
+    # mixture, whose weights are bounded, is a candidate too and the cross-check on all points.
+    q_star = guides.get("local_gaussian")
+    mixture = defensive_mixture(model, x, *((q_star.loc.detach(), q_star.scale.detach())
+                                            if q_star is not None else ()))
+    candidates = bounds | {DEFENSIVE: iwae(model, x, config.iwae_samples, guide=mixture)}
+    chosen = choose_log_px(candidates)
+    log_px, log_px_stderr = chosen["log_px"], chosen["stderr"]
     gaps, per_point = {}, {}
     for name in guides:
         per_point |= {f"{name}_elbo": elbos[name].per_point.tolist(),
-                      f"{name}_elbo_stderr": elbos[name].stderr.tolist(),
-                      f"{name}_iwae": bounds[name].per_point.tolist(),
-                      f"{name}_iwae_stderr": bounds[name].stderr.tolist(),
-                      f"{name}_iwae_delta_stderr": bounds[name].delta_stderr.tolist(),
-                      f"{name}_pareto_k": bounds[name].pareto_k.tolist(),
-                      f"{name}_ess": bounds[name].ess.tolist()}
+                      f"{name}_elbo_stderr": elbos[name].stderr.tolist()}
+    for name in candidates:
+        per_point |= {f"{name}_iwae": candidates[name].per_point.tolist(),
+                      f"{name}_iwae_stderr": candidates[name].stderr.tolist(),
+                      f"{name}_iwae_delta_stderr": candidates[name].delta_stderr.tolist(),
+                      f"{name}_pareto_k": candidates[name].pareto_k.tolist(),
+                      f"{name}_ess": candidates[name].ess.tolist()}
     per_point |= {"log_px": log_px.tolist(), "log_px_stderr": log_px_stderr.tolist(),
-                  "log_px_method": log_px_method, "log_px_pareto_k": log_px_k.tolist(),
-                  "log_px_flagged": log_px_flagged.tolist()}
+                  "log_px_method": chosen["method"], "log_px_pareto_k": chosen["pareto_k"].tolist(),
+                  "log_px_flagged": chosen["flagged"].tolist()}
     if "local_gaussian" in elbos:
         best_gaussian, encoder = elbos["local_gaussian"], elbos["encoder"]
         parts = {"approximation": (log_px - best_gaussian.per_point,
@@ -411,10 +425,3 @@ def compare_posteriors(model: ProbabilisticModel, x: torch.Tensor,
                       {k: v for k, v in guides.items() if k != "encoder"})
 
 
-def _chosen_k(bounds: dict[str, Estimate], methods: list[str]) -> torch.Tensor:
-    """The k̂ of the estimate chosen at each point (NaN where none was)."""
-    k = next(iter(bounds.values())).pareto_k.clone().fill_(math.nan)
-    for i, name in enumerate(methods):
-        if name:
-            k[i] = bounds[name].pareto_k[i]
-    return k
