@@ -62,20 +62,33 @@ class RunningParetoTail:
         self.size = tail_length(num_samples) + 1
         self.count = 0
         self.top: torch.Tensor | None = None
+        self._pending: list[torch.Tensor] = []
+        self._pending_rows = 0
 
     def update(self, values: torch.Tensor) -> None:
         """Fold in a piece of log-weights.
+
+        Pieces are staged until they hold ``M + 1`` rows and then merged with
+        the buffer by one ``topk``, so many small pieces cost no more than a
+        few large ones; at most ``2 (M + 1)`` rows plus one piece are held.
 
         Parameters
         ----------
         values : Tensor, shape (num_samples, num_points)
         """
-        values = values.double()
         self.count += values.shape[0]
-        if self.top is not None:
-            values = torch.cat([self.top, values])
-        keep = min(self.size, values.shape[0])
-        self.top = values.topk(keep, dim=0, sorted=True).values
+        self._pending.append(values.double())
+        self._pending_rows += values.shape[0]
+        if self._pending_rows >= self.size:
+            self._merge()
+
+    def _merge(self) -> None:
+        if not self._pending:
+            return
+        parts = ([self.top] if self.top is not None else []) + self._pending
+        values = torch.cat(parts)
+        self.top = values.topk(min(self.size, values.shape[0]), dim=0, sorted=True).values
+        self._pending, self._pending_rows = [], 0
 
     def result(self) -> torch.Tensor:
         """k̂ per point, float64, shape (num_points,).
@@ -86,6 +99,7 @@ class RunningParetoTail:
         weights, e.g. the exact posterior as proposal; not flagged); NaN when
         the largest weight is not finite.
         """
+        self._merge()
         return pareto_k_from_top(self.top.T, tail_length(self.num_samples), self.count)
 
 
