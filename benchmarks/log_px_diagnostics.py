@@ -114,7 +114,8 @@ def accuracy(model, x, config: CompareConfig) -> dict:
                    "points_beyond_4": int((z_before.abs() > 4).sum())},
         "after": {"max_abs_z_unflagged": float(z_after[~flagged].abs().max()),
                   "points_beyond_4_unflagged": int((z_after[~flagged].abs() > 4).sum()),
-                  "flagged": int(flagged.sum()), "sources": result.log_px_sources},
+                  "flagged": int(flagged.sum()), "flagged_points": result.flagged_points,
+                  "sources": result.log_px_sources},
         "flagged_share_per_proposal": {row.name: row.flagged_share for row in result.rows[1:]},
         "pareto_k_max_per_proposal": {row.name: row.pareto_k_max for row in result.rows[1:]},
     }
