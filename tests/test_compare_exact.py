@@ -29,7 +29,8 @@ def _check_against_quadrature(vae, x, seed: int, config: CompareConfig) -> dict:
     stderr = torch.tensor(per_point["log_px_stderr"], dtype=torch.float64)
     flagged = torch.tensor(per_point["log_px_flagged"])
     z = (log_px - exact) / stderr
-    assert bool((z[~flagged].abs() <= MC_Z).all()), (seed, z[~flagged].abs().max(), per_point["log_px_method"])
+    assert bool((z[~flagged].abs() <= MC_Z).all()), (seed, z[~flagged].abs().max(),
+                                                      per_point["log_px_method"])
     assert bool(torch.isinf(stderr[flagged]).all())
     assert report["flagged_points"] == [i for i, f in enumerate(per_point["log_px_flagged"]) if f]
     methods = set(per_point["log_px_method"])

@@ -105,7 +105,8 @@ def collect_estimate(values: list[torch.Tensor], errors: list[torch.Tensor],
         return Estimate(per_point, delta_stderr, num_samples)
     k = torch.cat([d["pareto_k"] for d in diagnostics]).to(per_point.device)
     ess = torch.cat([d["ess"] for d in diagnostics]).to(per_point.dtype)
-    return Estimate(per_point, trusted_stderr(delta_stderr, k, num_samples), num_samples, k, ess, delta_stderr)
+    return Estimate(per_point, trusted_stderr(delta_stderr, k, num_samples), num_samples, k, ess,
+                    delta_stderr)
 
 
 def log_joint(model: ProbabilisticModel, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
