@@ -39,7 +39,7 @@ from ppl_vae.explorer import (
     save_posterior_draws,
     write_explorer,
 )
-from ppl_vae.inference.compare import METHODS, CompareConfig, compare_posteriors
+from ppl_vae.inference.compare import METHODS, CompareConfig, compare_posteriors, json_safe
 from ppl_vae.inference.diagnostics import plot_pair, plot_trace
 from ppl_vae.inference.distributed import (
     World,
@@ -48,7 +48,8 @@ from ppl_vae.inference.distributed import (
     launched_by_torchrun,
     shutdown,
 )
-from ppl_vae.inference.likelihood import elbo, iwae
+from ppl_vae.inference.likelihood import Estimate, elbo, iwae
+from ppl_vae.inference.psis import pareto_k_threshold
 from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
 from ppl_vae.inference.objectives import ENGINES, OBJECTIVES
 from ppl_vae.inference.svi import ELBO_ESTIMATORS, METRICS_NAME, SVIConfig, evaluation_data, train
@@ -481,17 +482,55 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "iwae_stderr": iwae_estimate.mean_stderr,
         "iwae_samples": args.iwae_samples,
         "epoch": checkpoint.get("epoch"),
-    }
+    } | _importance_report(iwae_estimate)
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(json_safe(report), allow_nan=False))
+        return 0
+    print(f"{args.split} set, {report['num_points']} points, epoch {report['epoch']} "
+          "(nats per data point, Monte Carlo standard error)")
+    print(f"  ELBO                {report['elbo']:10.3f} ± {_plain(report['elbo_stderr'])}"
+          f"   (K={args.elbo_samples})")
+    flagged = report["num_flagged"]
+    print(f"  IWAE log p(x) bound {report['iwae']:10.3f} ± {_plain(report['iwae_delta_stderr'])}"
+          f"{'*' if flagged else ''}   (K={args.iwae_samples})")
+    k, ess = report["pareto_k"], report["ess"]
+    print(f"  importance weights: Pareto k̂ median {_plain(k['median'], 2)}, max {_plain(k['max'], 2)}; "
+          f"ESS median {_plain(ess['median'], 0)} of {args.iwae_samples}")
+    if flagged:
+        shown = report["flagged_points"][:FLAGGED_SHOWN]
+        print(f"  * k̂ > {report['pareto_k_threshold']:.2f} on {flagged} of {report['num_points']} "
+              f"points ({100 * report['flagged_share']:.1f}%): their IWAE error bars cannot be "
+              "trusted, and the ± above does not cover them; raise --iwae-samples")
+        print(f"    flagged points: {', '.join(map(str, shown))}"
+              + (f" and {flagged - len(shown)} more (all in --json)" if flagged > len(shown) else ""))
     else:
-        print(f"{args.split} set, {report['num_points']} points, epoch {report['epoch']} "
-              "(nats per data point, Monte Carlo standard error)")
-        print(f"  ELBO                {report['elbo']:10.3f} ± {report['elbo_stderr']:.3f}"
-              f"   (K={args.elbo_samples})")
-        print(f"  IWAE log p(x) bound {report['iwae']:10.3f} ± {report['iwae_stderr']:.3f}"
-              f"   (K={args.iwae_samples})")
+        print(f"  k̂ <= {report['pareto_k_threshold']:.2f} on every point: the error bars hold")
     return 0
+
+
+#: Flagged points listed by ``ppl-vae evaluate`` (``--json`` lists them all).
+FLAGGED_SHOWN = 20
+
+
+def _plain(value: float | None, digits: int = 3) -> str:
+    """A number for the table, or "—" when there is none (NaN: one sample; inf: untrustworthy)."""
+    return f"{value:.{digits}f}" if value is not None and np.isfinite(value) else "—"
+
+
+def _importance_report(estimate: Estimate) -> dict[str, Any]:
+    """k̂ and ESS of an importance-sampling estimate: summaries, flagged points, per-point values."""
+    k, ess, flagged = estimate.pareto_k, estimate.ess, estimate.flagged
+    return {
+        "iwae_delta_stderr": float(estimate.delta_stderr.pow(2).sum().sqrt() / len(k)),
+        "pareto_k_threshold": pareto_k_threshold(estimate.num_samples),
+        "pareto_k": {"median": float(k.median()), "max": float(k.max())},
+        "ess": {"min": float(ess.min()), "median": float(ess.median())},
+        "num_flagged": int(flagged.sum()),
+        "flagged_share": estimate.flagged_share,
+        "flagged_points": torch.nonzero(flagged).flatten().tolist(),
+        "per_point": {"iwae": estimate.per_point.tolist(), "iwae_stderr": estimate.stderr.tolist(),
+                      "pareto_k": k.tolist(), "ess": ess.tolist()},
+    }
 
 
 def run_compare(args: argparse.Namespace) -> int:

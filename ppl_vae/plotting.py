@@ -85,6 +85,9 @@ def plot_posterior_comparison(comparison: "Comparison", model: "ProbabilisticMod
     Each panel shows the NUTS samples as grey dots and, for two latent
     coordinates, the 1- and 2-sigma ellipses of the encoder's q(z | x) and of
     q*, and the flow's samples as a density contour; an inset shows the image.
+    Each panel's title gives the point's log p^(x), its Monte Carlo error and
+    the proposal it came from (FLAGGED, in red, where no proposal's weights
+    are trustworthy); the figure's title counts the proposals and the flagged points.
 
     Parameters
     ----------
@@ -141,7 +144,14 @@ def plot_posterior_comparison(comparison: "Comparison", model: "ProbabilisticMod
             axis.plot([], [], color=styles["flow"][0], linestyle="dashed", label=styles["flow"][1])
         axis.set_xlabel(f"z[{i}]")
         axis.set_ylabel(f"z[{j}]")
-        axis.set_title(f"test point {comparison.point_index[panel]}")
+        flagged = comparison.per_point["log_px_flagged"][panel]
+        stderr = comparison.per_point["log_px_stderr"][panel]
+        error = f"± {stderr:.3f}" if math.isfinite(stderr) else "(error unknown)"
+        axis.set_title(f"test point {comparison.point_index[panel]}: log p̂(x) "
+                       f"{comparison.per_point['log_px'][panel]:.2f} {error}\n"
+                       f"from {comparison.per_point['log_px_method'][panel]}"
+                       + (", FLAGGED (k̂ > 0.7)" if flagged else ""),
+                       fontsize=9, color="tab:red" if flagged else "black")
         if image_shape is not None:
             inset = axis.inset_axes([0.76, 0.76, 0.22, 0.22])
             inset.imshow(x[panel].detach().cpu().reshape(image_shape), cmap="gray_r", vmin=0, vmax=1)
@@ -149,6 +159,8 @@ def plot_posterior_comparison(comparison: "Comparison", model: "ProbabilisticMod
         if panel == 0:
             axis.legend(loc="lower left", fontsize=7, markerscale=4)
     title = "posterior p(z | x): NUTS draws against variational approximations (1 and 2 sd)"
+    title += (f"\nlog p̂(x) from: {comparison.log_px_method}; flagged (k̂ > 0.7 for every proposal): "
+              f"{len(comparison.flagged_points)} of {len(comparison.point_index)} points")
     if not comparison.converged:
         title += "\nWARNING: NUTS did not converge"
     figure.suptitle(title)

@@ -14,9 +14,17 @@ encoder's gap to log p(x) as Cremer, Li and Duvenaud (2018) do:
     approximation gap  = log p^(x) - ELBO[q*]        (the Gaussian family's limit)
     amortization gap   = ELBO[q*] - ELBO[encoder]    (the price of one network for all x)
 
-with log p^(x) the IWAE estimate of the method whose importance weights
-vary least (the smallest Monte Carlo standard error: the best proposal). A comparison whose NUTS
-run has not converged is flagged in every report.
+with log p^(x) chosen per point (:func:`choose_log_px`) among the IWAE
+estimates of every method and of a defensive mixture proposal
+(:mod:`ppl_vae.inference.defensive`, bounded weights): of those whose
+importance weights are trustworthy (Pareto k̂ <= 0.7,
+:mod:`ppl_vae.inference.psis`) and that no other proposal's estimate
+contradicts (lies far above: a missed posterior mode, which k̂ cannot see),
+the one with the smallest Monte Carlo standard error. A point with none is
+flagged, and its error reported as unknown.
+Every per-point value comes with its Monte Carlo standard error, and the
+gaps' Monte Carlo error is kept apart from their spread across points. A
+comparison whose NUTS run has not converged is flagged in every report.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import torch
 from pyro import poutine
 
 from ppl_vae.errors import ConfigError
+from ppl_vae.inference.defensive import defensive_mixture
 from ppl_vae.inference.diagnostics import ConvergenceReport, check_convergence
 from ppl_vae.inference.likelihood import Estimate, elbo, iwae
 from ppl_vae.inference.mcmc import MCMCResult, NUTSConfig, sample_posterior
@@ -43,6 +52,14 @@ METHODS = ("encoder", "local_gaussian", "flow")
 
 #: Samples per point drawn from each q for the distances to the NUTS draws.
 DISTANCE_SAMPLES = 1000
+
+#: Name of the defensive mixture proposal (:mod:`ppl_vae.inference.defensive`) in the reports.
+DEFENSIVE = "defensive"
+
+#: An estimate lying this many combined standard errors below another proposal's is taken to
+#: have missed mass (4: a false alarm from Gaussian noise has odds ~3e-5 per pair; the
+#: check only ever moves a point to another proposal or flags it, never towards overconfidence).
+DISAGREE_Z = 4.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +114,8 @@ class MethodResult:
     sd_ratio: float | None
     energy_distance: float | None
     wall_time: float
+    pareto_k_max: float | None = None
+    flagged_share: float | None = None
 
 
 @dataclass
@@ -107,21 +126,27 @@ class Comparison:
     ----------
     rows : list of MethodResult
     gaps : dict
-        ``approximation`` and ``amortization``: mean over points and its
-        standard error across points, in nats.
-    log_px_method : str
-        The method whose IWAE bound serves as log p^(x).
+        ``approximation`` and ``amortization``, each with ``mean`` (over
+        points), ``mc_stderr`` (Monte Carlo error of that mean; ``inf`` when a
+        point's log p^(x) is flagged), ``spread`` (standard deviation across
+        points, not an error bar) and ``sem_across_points`` (spread / sqrt(n):
+        the error of the mean as an estimate for the population of points).
     convergence : ConvergenceReport
-    per_point : dict of list of float
-        Each method's ELBO and IWAE per point, and log p^(x).
+    per_point : dict of list
+        Per method: ``{name}_elbo``, ``{name}_elbo_stderr``, ``{name}_iwae``,
+        ``{name}_iwae_stderr`` (``inf`` where k̂ is too large),
+        ``{name}_iwae_delta_stderr`` (the delta-method error, whatever k̂),
+        ``{name}_pareto_k``, ``{name}_ess``; and ``log_px``,
+        ``log_px_stderr``, ``log_px_method`` (the proposal used, a str),
+        ``log_px_pareto_k``, ``log_px_flagged`` (bool), and each gap with its
+        ``_stderr``.
     point_index : list of int
     """
 
     rows: list[MethodResult]
     gaps: dict[str, dict[str, float]]
-    log_px_method: str
     convergence: ConvergenceReport
-    per_point: dict[str, list[float]]
+    per_point: dict[str, list]
     point_index: list[int]
     nuts: MCMCResult = field(repr=False)
     posteriors: dict[str, Any] = field(repr=False, default_factory=dict)
@@ -130,22 +155,55 @@ class Comparison:
     def converged(self) -> bool:
         return self.convergence.converged
 
+    @property
+    def log_px_sources(self) -> dict[str, int]:
+        """How many points took log p^(x) from each proposal."""
+        sources: dict[str, int] = {}
+        for name in self.per_point["log_px_method"]:
+            sources[name] = sources.get(name, 0) + 1
+        return sources
+
+    @property
+    def log_px_method(self) -> str:
+        """The proposals that gave log p^(x), with their point counts, e.g. ``"flow (9), encoder (1)"``."""
+        ranked = sorted(self.log_px_sources.items(), key=lambda item: -item[1])
+        return ", ".join(f"{name} ({count})" for name, count in ranked)
+
+    @property
+    def flagged_points(self) -> list[int]:
+        """Labels of the points whose log p^(x) no proposal estimates trustworthily."""
+        return [point for point, flagged in zip(self.point_index, self.per_point["log_px_flagged"])
+                if flagged]
+
     def table(self) -> str:
         """A plain-text table of every method, the gaps, and a convergence warning if any."""
         def cell(value: float | None, digits: int = 2) -> str:
             return "—" if value is None else f"{value:.{digits}f}"
 
+        def share(value: float | None) -> str:
+            return "—" if value is None else f"{100 * value:.0f}%"
+
         lines = [f"{len(self.point_index)} points; nats per point; distances against NUTS",
-                 f"{'method':<15}{'ELBO':>12}{'IWAE':>12}{'mean err/sd':>13}{'sd ratio':>10}"
+                 f"{'method':<15}{'ELBO':>12}{'IWAE':>12}{'k̂>0.7':>8}{'mean err/sd':>13}{'sd ratio':>10}"
                  f"{'energy dist':>13}{'time s':>9}"]
         for row in self.rows:
             lines.append(
-                f"{row.name:<15}{cell(row.elbo):>12}{cell(row.iwae):>12}"
+                f"{row.name:<15}{cell(row.elbo):>12}{cell(row.iwae):>12}{share(row.flagged_share):>8}"
                 f"{cell(row.mean_error_sd, 3):>13}{cell(row.sd_ratio, 3):>10}"
                 f"{cell(row.energy_distance, 4):>13}{row.wall_time:>9.1f}")
+        lines.append("k̂>0.7: share of points whose IWAE importance weights have Pareto k̂ above "
+                     "the threshold (their error bars cannot be trusted)")
         for name, gap in self.gaps.items():
-            lines.append(f"{name} gap: {gap['mean']:.3f} ± {gap['stderr']:.3f} nats")
-        lines.append(f"log p(x) estimated by the IWAE bound of: {self.log_px_method}")
+            mc = ("unknown (a flagged point's log p(x) has no trustworthy error)"
+                  if not math.isfinite(gap["mc_stderr"]) else f"{gap['mc_stderr']:.3f}")
+            lines.append(f"{name} gap: mean {gap['mean']:.3f} nats; Monte Carlo error of the mean "
+                         f"± {mc}; spread across points: sd {gap['spread']:.3f}")
+        lines.append(f"log p(x) per point: the trustworthy IWAE estimate with the smallest error, "
+                     f"from: {self.log_px_method}")
+        flagged = self.flagged_points
+        lines.append(f"flagged points (no proposal with k̂ <= 0.7 that the others do not contradict): "
+                     f"{len(flagged)} of {len(self.point_index)}"
+                     + (f": {', '.join(map(str, flagged))}" if flagged else ""))
         if not self.converged:
             lines.append("WARNING: NUTS did not converge; the distances to its draws are not "
                          "trustworthy:")
@@ -153,19 +211,33 @@ class Comparison:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """Everything as plain Python values; non-finite numbers become None (valid JSON)."""
+        return json_safe({
             "rows": [asdict(row) for row in self.rows],
             "gaps": self.gaps,
             "log_px_method": self.log_px_method,
+            "log_px_sources": self.log_px_sources,
+            "flagged_points": self.flagged_points,
             "converged": self.converged,
             "convergence": self.convergence.to_dict(),
             "per_point": self.per_point,
             "point_index": self.point_index,
             "nuts_config": asdict(self.nuts.config),
-        }
+        })
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, recursively (for valid JSON)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
 
 
 def guide_samples(guide: Any, x: torch.Tensor, num_samples: int) -> torch.Tensor:
@@ -206,9 +278,58 @@ def _distances(draws: torch.Tensor, reference: torch.Tensor) -> tuple[float, flo
     return float(mean_error), float(sd_ratio), float(energy_distance(draws, thinned).mean())
 
 
-def _gap(values: torch.Tensor) -> dict[str, float]:
+def _gap(values: torch.Tensor, stderr: torch.Tensor) -> dict[str, float]:
+    """Mean of a per-point gap, its Monte Carlo error and its spread across points, kept apart."""
+    count = len(values)
+    spread = float(values.std()) if count > 1 else math.nan
     return {"mean": float(values.mean()),
-            "stderr": float(values.std() / math.sqrt(len(values))) if len(values) > 1 else math.nan}
+            "mc_stderr": float(stderr.pow(2).sum().sqrt() / count),
+            "spread": spread,
+            "sem_across_points": spread / math.sqrt(count)}
+
+
+def choose_log_px(estimates: dict[str, Estimate], fallback: str = DEFENSIVE) -> dict[str, Any]:
+    """Per point, the trustworthy, uncontradicted estimate with the smallest standard error.
+
+    An estimate is trustworthy where its k̂ is below the threshold (finite
+    ``stderr``). It is *contradicted* where another proposal's estimate lies
+    above it by more than :data:`DISAGREE_Z` combined errors: every one of
+    them estimates the same p(x) without bias, and heavy-tailed ones err low,
+    so a much higher value means this proposal missed mass, typically a
+    second posterior mode it never visits, which its own weights (and k̂)
+    cannot show. Where no estimate qualifies, the ``fallback``'s value is
+    reported, flagged, with an infinite error.
+
+    Parameters
+    ----------
+    estimates : dict of str to Estimate
+        IWAE estimates of the same points under different proposals,
+        ``fallback`` among them.
+    fallback : str
+
+    Returns
+    -------
+    dict with ``log_px``, ``stderr``, ``pareto_k`` (Tensor, shape (num_points,)),
+    ``method`` (list of str) and ``flagged`` (Tensor of bool)
+    """
+    names = list(estimates)
+    values = torch.stack([estimates[name].per_point.double() for name in names])
+    stderr = torch.stack([estimates[name].stderr.double() for name in names])  # inf where flagged
+    delta = torch.stack([estimates[name].delta_stderr.double() for name in names])
+    excess = values[None, :, :] - values[:, None, :]  # [j, l, i]: estimate l above estimate j
+    contradicted = (excess > DISAGREE_Z * torch.hypot(stderr[:, None, :], delta[None, :, :])).any(1)
+    usable = torch.isfinite(stderr) & ~contradicted
+    best = torch.where(usable, stderr, math.inf).argmin(0)[None]
+    flagged = ~usable.gather(0, best).squeeze(0)
+    spare = names.index(fallback)
+    pick = torch.where(flagged, spare, best.squeeze(0))[None]
+    k = torch.stack([estimates[name].pareto_k.double() for name in names])
+    dtype = estimates[fallback].per_point.dtype
+    return {"log_px": values.gather(0, pick).squeeze(0).to(dtype),
+            "stderr": torch.where(flagged, math.inf, stderr.gather(0, pick).squeeze(0)).to(dtype),
+            "pareto_k": k.gather(0, pick).squeeze(0),
+            "method": [names[i] for i in pick.squeeze(0).tolist()],
+            "flagged": flagged}
 
 
 def compare_posteriors(model: ProbabilisticModel, x: torch.Tensor,
@@ -264,17 +385,43 @@ def compare_posteriors(model: ProbabilisticModel, x: torch.Tensor,
             bounds[name].mean_stderr, mean_error, sd_ratio, distance,
             fit_times[name] + time.perf_counter() - evaluated))
 
-    # The most reliable IWAE estimate (smallest standard error) has the best proposal;
-    # the largest one would favour a noisy over-estimate from a poor proposal.
-    log_px_method = min(bounds, key=lambda name: bounds[name].mean_stderr)
-    log_px = bounds[log_px_method].per_point
-    gaps = {}
+    for row in rows[1:]:
+        row.pareto_k_max = float(bounds[row.name].pareto_k.max())
+        row.flagged_share = bounds[row.name].flagged_share
+
+    # Among trustworthy estimates the smallest standard error marks the best proposal (the
+    # largest estimate would favour a noisy over-estimate from a poor one). The defensive
+    # mixture, whose weights are bounded, is a candidate too and the cross-check on all points.
+    q_star = guides.get("local_gaussian")
+    mixture = defensive_mixture(model, x, *((q_star.loc.detach(), q_star.scale.detach())
+                                            if q_star is not None else ()))
+    candidates = bounds | {DEFENSIVE: iwae(model, x, config.iwae_samples, guide=mixture)}
+    chosen = choose_log_px(candidates)
+    log_px, log_px_stderr = chosen["log_px"], chosen["stderr"]
+    gaps, per_point = {}, {}
+    for name in guides:
+        per_point |= {f"{name}_elbo": elbos[name].per_point.tolist(),
+                      f"{name}_elbo_stderr": elbos[name].stderr.tolist()}
+    for name in candidates:
+        per_point |= {f"{name}_iwae": candidates[name].per_point.tolist(),
+                      f"{name}_iwae_stderr": candidates[name].stderr.tolist(),
+                      f"{name}_iwae_delta_stderr": candidates[name].delta_stderr.tolist(),
+                      f"{name}_pareto_k": candidates[name].pareto_k.tolist(),
+                      f"{name}_ess": candidates[name].ess.tolist()}
+    per_point |= {"log_px": log_px.tolist(), "log_px_stderr": log_px_stderr.tolist(),
+                  "log_px_method": chosen["method"], "log_px_pareto_k": chosen["pareto_k"].tolist(),
+                  "log_px_flagged": chosen["flagged"].tolist()}
     if "local_gaussian" in elbos:
-        best_gaussian = elbos["local_gaussian"].per_point
-        gaps["approximation"] = _gap(log_px - best_gaussian)
-        gaps["amortization"] = _gap(best_gaussian - elbos["encoder"].per_point)
-    per_point = {f"{name}_elbo": e.per_point.tolist() for name, e in elbos.items()}
-    per_point |= {f"{name}_iwae": b.per_point.tolist() for name, b in bounds.items()}
-    per_point["log_px"] = log_px.tolist()
-    return Comparison(rows, gaps, log_px_method, convergence, per_point, index, nuts,
+        best_gaussian, encoder = elbos["local_gaussian"], elbos["encoder"]
+        parts = {"approximation": (log_px - best_gaussian.per_point,
+                                   torch.hypot(log_px_stderr, best_gaussian.stderr)),
+                 "amortization": (best_gaussian.per_point - encoder.per_point,
+                                  torch.hypot(best_gaussian.stderr, encoder.stderr))}
+        for name, (values, stderr) in parts.items():
+            gaps[name] = _gap(values, stderr)
+            per_point[f"{name}_gap"] = values.tolist()
+            per_point[f"{name}_gap_stderr"] = stderr.tolist()
+    return Comparison(rows, gaps, convergence, per_point, index, nuts,
                       {k: v for k, v in guides.items() if k != "encoder"})
+
+

@@ -8,7 +8,10 @@ time and keep O(num_points) numbers, in float64:
   mean (Chan et al.'s pairwise update of the sum of squared deviations);
 * :class:`RunningLogMeanExp`: ``log (1/K) sum_k exp(v_k)`` and its delta-method
   standard error, with the running maximum subtracted before every ``exp``,
-  so nothing overflows or underflows for any K or any magnitude of ``v``.
+  so nothing overflows or underflows for any K or any magnitude of ``v``;
+  told the total K up front, it also keeps the largest log-weights for the
+  Pareto k̂ of :mod:`ppl_vae.inference.psis` and reports the weights'
+  effective sample size ``(sum w)^2 / sum w^2`` (Kong 1992) from the same sums.
 """
 
 from __future__ import annotations
@@ -17,11 +20,17 @@ import math
 
 import torch
 
+from ppl_vae.inference.psis import RunningParetoTail
+
 
 class RunningMean:
-    """Mean over samples, per data point, and its Monte Carlo standard error."""
+    """Mean over samples, per data point, and its Monte Carlo standard error.
 
-    def __init__(self) -> None:
+    ``num_samples`` is accepted, and ignored, for the same signature as
+    :class:`RunningLogMeanExp`: a plain average has no importance weights to diagnose.
+    """
+
+    def __init__(self, num_samples: int | None = None) -> None:
         self.count = 0
         self.mean: torch.Tensor | None = None
         self.sum_squares: torch.Tensor | None = None
@@ -54,6 +63,10 @@ class RunningMean:
             stderr = torch.full_like(self.mean, math.nan)
         return self.mean.to(dtype), stderr.to(dtype)
 
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """None to report: an average of log-weights has no Pareto k̂ or ESS."""
+        return {}
+
 
 class RunningLogMeanExp:
     """``log mean_k exp(v_k)`` per data point, and its delta-method standard error.
@@ -61,9 +74,16 @@ class RunningLogMeanExp:
     The standard error of ``log mean w`` is ``sd(w) / (sqrt(K) mean w)``; with
     ``r_k = w_k / mean w`` it is ``sd(r) / sqrt(K)``, computed from the running
     sums of ``w`` and ``w**2`` scaled by the running maximum.
+
+    Parameters
+    ----------
+    num_samples : int, optional
+        The total K the pieces will add up to; given, :meth:`diagnostics`
+        reports the Pareto k̂ and the effective sample size per point.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, num_samples: int | None = None) -> None:
+        self.tail = RunningParetoTail(num_samples) if num_samples is not None else None
         self.count = 0
         self.shift: torch.Tensor | None = None
         self.sum_exp: torch.Tensor | None = None
@@ -77,6 +97,8 @@ class RunningLogMeanExp:
         values : Tensor, shape (num_samples, num_points)
         """
         values = values.double()
+        if self.tail is not None:
+            self.tail.update(values)
         shift = values.max(0).values
         if self.shift is not None:
             # Only points with weight seen so far carry their old shift (NaN stays seen).
@@ -105,3 +127,12 @@ class RunningLogMeanExp:
         else:
             stderr = torch.full_like(estimate, math.nan)
         return estimate.to(dtype), stderr.to(dtype)
+
+    def diagnostics(self) -> dict[str, torch.Tensor]:
+        """``pareto_k`` and ``ess`` per point, float64 (empty without ``num_samples``).
+
+        ``ess = (sum w)^2 / sum w^2`` lies between 1 and K; NaN where every weight is zero.
+        """
+        if self.tail is None:
+            return {}
+        return {"pareto_k": self.tail.result(), "ess": self.sum_exp.pow(2) / self.sum_exp2}
