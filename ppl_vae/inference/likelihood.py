@@ -63,7 +63,7 @@ class Estimate:
     stderr : Tensor, shape (num_points,)
         Its Monte Carlo standard error; for an importance-sampling estimate,
         ``inf`` where the Pareto k̂ exceeds 0.7 (no error bar can be trusted
-        there; :attr:`delta_stderr` keeps the delta-method value).
+        there; ``delta_stderr`` keeps the delta-method value).
     num_samples : int
         Number of importance samples K per point.
     pareto_k : Tensor, shape (num_points,), optional
@@ -326,7 +326,21 @@ def _estimate(model: Any, x: torch.Tensor, num_samples: int,
         values.append(value)
         errors.append(error)
         diagnostics.append(running.diagnostics())
-    return collect_estimate(values, errors, diagnostics, num_samples)
+    estimate = collect_estimate(values, errors, diagnostics, num_samples)
+    _check_finite(estimate.per_point, where)
+    return estimate
+
+
+def _check_finite(per_point: torch.Tensor, where: str) -> None:
+    """Refuse log-densities that came out NaN or infinite (one host sync per estimate)."""
+    bad = ~torch.isfinite(per_point)
+    if bool(bad.any()):
+        rows = bad.nonzero().flatten()[:5].tolist()
+        raise DataError(
+            f"{where}: the log-density of {int(bad.sum())} point(s) (rows {rows}) is not finite; "
+            "values that far from the model's range overflow its densities. Rescale the data "
+            "(e.g. to [0, 1]) or check them for outliers"
+        )
 
 
 def elbo(model: Any, x: torch.Tensor, num_samples: int = 1,

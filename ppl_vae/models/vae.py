@@ -20,6 +20,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
+from ppl_vae.errors import DataError
 from ppl_vae.models.base import (
     GaussianLatentModel,
     check_batch,
@@ -97,4 +98,6 @@ class VAE(NeuralLikelihoodMixin, GaussianLatentModel):
         """Mean and standard deviation of q(z | x), each of shape ``(batch, latent_dim)``."""
         check_batch(x, self.data_dim, "VAE.encode")
         check_device(x, self, "VAE.encode")
+        if not bool(torch.isfinite(x).all()):
+            raise DataError("VAE.encode: the data hold NaN or infinite values; remove or impute them")
         return self.encoder(x)
