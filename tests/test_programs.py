@@ -7,6 +7,7 @@ multiple of the Monte Carlo standard error.
 
 from __future__ import annotations
 
+import copy
 import math
 import subprocess
 import sys
@@ -159,7 +160,7 @@ def test_gaussian_mixture_class_trains_and_its_iwae_is_exact():
 
 def test_plain_function_vae_matches_the_class_and_grid_quadrature(digits_vae):
     vae, x = digits_vae
-    vae = vae.double()
+    vae = copy.deepcopy(vae).double()  # the fixture is shared by the whole session
     x = x[:50].double()
     model, guide = vae_functions(vae)
     pyro.set_rng_seed(3)
