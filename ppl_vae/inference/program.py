@@ -312,16 +312,22 @@ def _data_dim(trace: poutine.Trace, structure: ProgramStructure) -> int:
     raise ConfigError(f"no site lies in the data plate {structure.data_plate!r}")
 
 
-def _sum_sites(trace: poutine.Trace, names: Any, structure: ProgramStructure,
-               num_rows: int) -> torch.Tensor:
-    """Sum of the named sites' log-densities per (enumeration..., particle, point)."""
+def _site_terms(trace: poutine.Trace, structure: ProgramStructure) -> dict[str, torch.Tensor]:
+    """Each sample site's log-density per (enumeration..., particle, point), computed once."""
+    sites = dict(_sample_sites(trace))
+    if not sites:  # e.g. the empty guide of a model whose latents are all enumerated
+        return {}
     data_dim = _data_dim(trace, structure)
+    return {name: _reduce_to_points(_site_log_prob(site), site, structure, data_dim)
+            for name, site in sites.items()}
+
+
+def _total(terms: dict[str, torch.Tensor], names: Any, like: torch.Tensor) -> torch.Tensor:
+    """The sum of the named terms, in order (zero when there are none)."""
     total = None
     for name in names:
-        site = trace.nodes[name]
-        term = _reduce_to_points(_site_log_prob(site), site, structure, data_dim)
-        total = term if total is None else total + term
-    return total
+        total = terms[name] if total is None else total + terms[name]
+    return total if total is not None else like.new_zeros(())
 
 
 def _marginalize(log_joint: torch.Tensor) -> torch.Tensor:
@@ -399,17 +405,18 @@ def program_log_terms(model: Program, guide: Program | None, x: torch.Tensor, nu
         # otherwise the discrete latents the guide leaves out are summed over.
         runnable = _enumerated(replayed, structure) if guide is not None else replayed
         model_trace = _run("running the model", lambda: _call(runnable, x, kwargs))
-    every = [name for name, _ in _sample_sites(model_trace)]
+    model_terms = _site_terms(model_trace, structure)
+    every = list(model_terms)
     latent = [name for name in every if not model_trace.nodes[name]["is_observed"]]
-    joint = _sum_sites(model_trace, every, structure, x.shape[0])
-    observed = _sum_sites(model_trace, structure.observed, structure, x.shape[0])
+    joint = _total(model_terms, every, x)
+    observed = _total(model_terms, structure.observed, x)
     if guide_trace is not None:
-        proposal_names = [name for name, site in _sample_sites(guide_trace) if not site["is_observed"]]
-        proposal = (_sum_sites(guide_trace, proposal_names, structure, x.shape[0])
-                    if proposal_names else x.new_zeros(()))
+        guide_terms = _site_terms(guide_trace, structure)
+        proposal = _total(guide_terms, [name for name in guide_terms
+                                        if not guide_trace.nodes[name]["is_observed"]], x)
     else:
-        proposal = (_sum_sites(model_trace, latent, structure, x.shape[0])
-                    if latent else x.new_zeros(()))
+        guide_terms = {}
+        proposal = _total(model_terms, latent, x)
     sites: dict[str, torch.Tensor] = {}
     if structure.enumerated and guide is not None:
         log_joint = _marginalize(joint)
@@ -419,13 +426,9 @@ def program_log_terms(model: Program, guide: Program | None, x: torch.Tensor, nu
     else:
         log_joint, log_likelihood = joint, observed
         for name in every:
-            site = model_trace.nodes[name]
-            term = _reduce_to_points(_site_log_prob(site), site, structure,
-                                     _data_dim(model_trace, structure))
-            if not site["is_observed"] and guide_trace is not None and name in guide_trace.nodes:
-                guide_site = guide_trace.nodes[name]
-                term = term - _reduce_to_points(_site_log_prob(guide_site), guide_site, structure,
-                                                _data_dim(model_trace, structure))
+            term = model_terms[name]
+            if name in latent and name in guide_terms:
+                term = term - guide_terms[name]
             sites[name] = term.expand(shape)
     return LogDensityTerms(log_joint.expand(shape), proposal.expand(shape),
                            log_likelihood.expand(shape), sites)
@@ -523,9 +526,8 @@ def program_log_joint(model: Program, x: torch.Tensor, latents: dict[str, torch.
     kwargs = kwargs or {}
     conditioned = _enumerated(poutine.condition(model, data=latents), structure)
     trace = _run("running the model", lambda: _call(conditioned, x, kwargs))
-    every = [name for name, _ in _sample_sites(trace)]
-    joint = _sum_sites(trace, every, structure, x.shape[0])
-    return _marginalize(joint)[0]
+    terms = _site_terms(trace, structure)
+    return _marginalize(_total(terms, list(terms), x))[0]
 
 
 #: Draws per point from which :func:`latent_moments` takes its mean and spread.
