@@ -21,7 +21,9 @@ import torch
 from ppl_vae import VAE, GaussianMixture, SVIConfig, train
 from ppl_vae.errors import ConfigError
 from ppl_vae.inference import (
+    CompareConfig,
     NUTSConfig,
+    compare_posteriors,
     elbo,
     elbo_terms,
     fit_local_gaussian,
@@ -154,6 +156,55 @@ def test_gaussian_mixture_class_trains_and_its_iwae_is_exact():
     estimate = iwae(model, x, 5)
     assert torch.allclose(estimate.per_point, model.log_marginal(x).detach(), atol=1e-4)
     assert float(estimate.stderr.max()) < 1e-4  # nothing is sampled: every weight is p(x)
+
+
+# ----- the whole comparison (NUTS, q*, flow, defensive log p(x), gaps) on user programs ----------
+
+#: Small but complete: every method, NUTS long enough for the distances to mean something.
+SMALL_COMPARE = CompareConfig(elbo_samples=300, iwae_samples=3000, fit_max_steps=400,
+                              nuts=NUTSConfig(num_samples=300, warmup_steps=200, num_chains=2,
+                                              parallel=False))
+
+
+def _log_px_within(result, exact: torch.Tensor) -> None:
+    """Every unflagged log p^(x) within MC_Z of its reported error of the exact value."""
+    per_point = result.per_point
+    log_px = torch.tensor(per_point["log_px"], dtype=exact.dtype)
+    stderr = torch.tensor(per_point["log_px_stderr"], dtype=exact.dtype)
+    flagged = torch.tensor(per_point["log_px_flagged"])
+    assert int((~flagged).sum()) >= len(exact) - 1  # the check has teeth
+    assert ((log_px - exact).abs() / stderr)[~flagged].max() < MC_Z
+
+
+@pytest.mark.parametrize("program_class", [TwoLayerGaussian, MixturePriorLinear])
+def test_compare_posteriors_on_user_programs(program_class):
+    """Two continuous sites, or one beside an enumerated discrete site: log p^(x) is exact."""
+    program = program_class.random()
+    x = program.sample(5)
+    result = compare_posteriors(program.model, x, SMALL_COMPARE, guide=program.guide)
+    _log_px_within(result, program.log_marginal(x))
+    rows = {row.name: row for row in result.rows}
+    assert set(rows) == {"nuts", "encoder", "local_gaussian", "flow"}
+    assert result.nuts.samples.shape[-1] == (4 if program_class is TwoLayerGaussian else 2)
+    # The guide is off the posterior on purpose; q*, fitted per point, lies closer to NUTS.
+    assert rows["local_gaussian"].mean_error_sd < rows["encoder"].mean_error_sd
+    assert set(result.gaps) == {"approximation", "amortization"}
+
+
+def test_compare_posteriors_on_a_plain_function_vae(digits_vae):
+    """The 2-D-latent VAE as two functions: log p^(x) against grid quadrature."""
+    vae, x = digits_vae
+    vae = copy.deepcopy(vae).double()
+    x = x[:6].double()
+    model, guide = vae_functions(vae)
+    result = compare_posteriors(model, x, SMALL_COMPARE, guide=guide)
+    with torch.no_grad():
+        exact, _ = grid_log_marginal(
+            lambda z: dist.Normal(0.0, 1.0).log_prob(z).sum(-1)[:, None]
+            + vae.decode(z[:, None, :]).log_prob(x), step=0.04)
+    _log_px_within(result, exact)
+    with pytest.raises(ConfigError, match="pass guide="):
+        compare_posteriors(model, x, SMALL_COMPARE)
 
 
 # ----- VAEs as plain functions and subclasses ---------------------------------------------------

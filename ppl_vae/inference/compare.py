@@ -43,10 +43,17 @@ from pyro import poutine
 from ppl_vae.errors import ConfigError
 from ppl_vae.inference.defensive import defensive_mixture
 from ppl_vae.inference.diagnostics import ConvergenceReport, check_convergence
-from ppl_vae.inference.likelihood import Estimate, elbo, iwae
+from ppl_vae.inference.likelihood import Estimate, check_data, elbo, iwae
 from ppl_vae.inference.mcmc import MCMCResult, NUTSConfig, sample_posterior
 from ppl_vae.inference.posteriors import fit_flow_posterior, fit_local_gaussian
-from ppl_vae.models.base import ProbabilisticModel, check_batch, check_positive_int
+from ppl_vae.inference.program import (
+    PARTICLES,
+    ProgramStructure,
+    flatten_latents,
+    inspect_program,
+    program_pair,
+)
+from ppl_vae.models.base import check_positive_int
 
 METHODS = ("encoder", "local_gaussian", "flow")
 
@@ -240,11 +247,34 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def guide_samples(guide: Any, x: torch.Tensor, num_samples: int) -> torch.Tensor:
-    """Draws of ``"z"`` from a guide, shape (num_samples, num_points, latent_dim)."""
-    with torch.no_grad(), pyro.plate("particles", num_samples, dim=-2):
+def guide_samples(guide: Any, x: torch.Tensor, num_samples: int,
+                  structure: ProgramStructure | None = None) -> torch.Tensor:
+    """Draws of the continuous latent sites from a guide, flat per point.
+
+    Parameters
+    ----------
+    guide : callable
+        A guide program ``guide(x)``.
+    x : Tensor, shape (num_points, data_dim)
+    num_samples : int
+    structure : ProgramStructure, optional
+        Which sites to collect and where the particle plate goes (default:
+        the guide's own ``structure`` attribute, else the site ``"z"``).
+
+    Returns
+    -------
+    Tensor, shape (num_samples, num_points, latent_dim)
+        Every continuous site's value (on its support), concatenated in
+        program order, as :attr:`MCMCResult.samples <ppl_vae.inference.mcmc.MCMCResult>` holds them.
+    """
+    structure = structure or getattr(getattr(guide, "__self__", None), "structure", None)
+    particle_dim = structure.particle_dim if structure is not None else -2
+    with torch.no_grad(), pyro.plate(PARTICLES, num_samples, dim=particle_dim):
         trace = poutine.trace(guide).get_trace(x)
-    return trace.nodes["z"]["value"]
+    if structure is None:
+        return trace.nodes["z"]["value"]
+    values = {site.name: trace.nodes[site.name]["value"] for site in structure.continuous}
+    return flatten_latents(values, structure).reshape(num_samples, len(x), -1)
 
 
 def energy_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -332,53 +362,67 @@ def choose_log_px(estimates: dict[str, Estimate], fallback: str = DEFENSIVE) -> 
             "flagged": flagged}
 
 
-def compare_posteriors(model: ProbabilisticModel, x: torch.Tensor,
-                       config: CompareConfig = CompareConfig(),
-                       point_index: Sequence[int] | None = None) -> Comparison:
+def compare_posteriors(model: Any, x: torch.Tensor, config: CompareConfig = CompareConfig(),
+                       point_index: Sequence[int] | None = None, guide: Any = None) -> Comparison:
     """Run every method on the points ``x`` and compare them with NUTS.
 
     Parameters
     ----------
-    model : ProbabilisticModel
-        A trained VAE (or LinearGaussian); it is not changed.
+    model : ProbabilisticModel or callable
+        A trained model object (VAE, LinearGaussian, a subclass), or a Pyro
+        program ``model(x)`` whose local latent sites lie in a plate over the
+        rows of ``x``; it is not changed. Every method covers all continuous
+        latent sites jointly (one flat vector per point, each site on its
+        support); enumerated discrete sites are summed out.
     x : Tensor, shape (num_points, data_dim)
         The data points, binarized already if the model was trained on binary data.
     config : CompareConfig
     point_index : sequence of int, optional
         Labels of the points for reports (e.g. their rows in the test set).
+    guide : callable, optional
+        The amortized guide q(z | x), reported as ``encoder`` (default: the
+        model object's own; required with a plain function).
 
     Returns
     -------
     Comparison
     """
-    check_batch(x, model.data_dim, "compare_posteriors")
+    check_data(model, x, "compare_posteriors")
+    program, own_guide = program_pair(model, guide)
+    if own_guide is None:
+        raise ConfigError("compare_posteriors needs the amortized guide q(z | x) the model was "
+                          "trained with: pass guide=")
+    structure = inspect_program(program, own_guide, x, need_guide=False)
     index = list(point_index) if point_index is not None else list(range(len(x)))
     started = time.perf_counter()
-    nuts = sample_posterior(model, x, config.nuts, index)
+    nuts = sample_posterior(model, x, config.nuts, index, guide=guide)
     reference = nuts.samples.flatten(0, 1)
     convergence = check_convergence(nuts.to_inference_data())
     rows = [MethodResult("nuts", None, None, None, None, 0.0, 1.0, None,
                          time.perf_counter() - started)]
 
-    guides: dict[str, Any] = {"encoder": model.guide}
+    guides: dict[str, Any] = {"encoder": own_guide}
     fit_times = {"encoder": 0.0}
     if "local_gaussian" in config.methods:
-        fit = fit_local_gaussian(model, x, max_steps=config.fit_max_steps, seed=config.seed)
+        fit = fit_local_gaussian(model, x, guide=guide, max_steps=config.fit_max_steps,
+                                 seed=config.seed)
         guides["local_gaussian"], fit_times["local_gaussian"] = fit.posterior, fit.wall_time
     if "flow" in config.methods:
         fit = fit_flow_posterior(model, x, start=guides["local_gaussian"], num_flows=config.num_flows,
-                                 max_steps=config.fit_max_steps, seed=config.seed, num_particles=8)
+                                 guide=guide, max_steps=config.fit_max_steps, seed=config.seed,
+                                 num_particles=8)
         guides["flow"], fit_times["flow"] = fit.posterior, fit.wall_time
 
     pyro.set_rng_seed(config.seed)
     elbos: dict[str, Estimate] = {}
     bounds: dict[str, Estimate] = {}
     for name, posterior in guides.items():
-        guide = posterior if name == "encoder" else posterior.guide
+        proposal = guide if name == "encoder" else posterior
         evaluated = time.perf_counter()
-        elbos[name] = elbo(model, x, config.elbo_samples, guide=None if name == "encoder" else posterior)
-        bounds[name] = iwae(model, x, config.iwae_samples, guide=None if name == "encoder" else posterior)
-        draws = guide_samples(guide, x, DISTANCE_SAMPLES)
+        elbos[name] = elbo(model, x, config.elbo_samples, guide=proposal)
+        bounds[name] = iwae(model, x, config.iwae_samples, guide=proposal)
+        program_of = own_guide if name == "encoder" else posterior.guide
+        draws = guide_samples(program_of, x, DISTANCE_SAMPLES, structure)
         mean_error, sd_ratio, distance = _distances(draws, reference)
         rows.append(MethodResult(
             name, elbos[name].mean, elbos[name].mean_stderr, bounds[name].mean,
@@ -394,7 +438,8 @@ def compare_posteriors(model: ProbabilisticModel, x: torch.Tensor,
     # mixture, whose weights are bounded, is a candidate too and the cross-check on all points.
     q_star = guides.get("local_gaussian")
     mixture = defensive_mixture(model, x, *((q_star.loc.detach(), q_star.scale.detach())
-                                            if q_star is not None else ()))
+                                            if q_star is not None else ()),
+                                guide=guide, seed=config.seed)
     candidates = bounds | {DEFENSIVE: iwae(model, x, config.iwae_samples, guide=mixture)}
     chosen = choose_log_px(candidates)
     log_px, log_px_stderr = chosen["log_px"], chosen["stderr"]

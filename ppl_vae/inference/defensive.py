@@ -6,7 +6,7 @@ then its importance weights ``p(x, z) / q(z)`` have a heavy right tail
 trustworthy. Hesterberg's (1995) defensive mixture adds the prior as a
 component with share ``a_0``:
 
-    q_mix(z) = a_1 q*(z) + a_2 q*_wide(z) + a_3 q_enc(z | x) + a_0 p(z),
+    q_mix(z) = a_1 q*(z) + a_2 q*_wide(z) + a_3 q_guide(z | x) + a_0 p(z),
 
 so ``p(x, z) / q_mix(z) <= p(x | z) / a_0`` is bounded by the largest
 likelihood: the weights have every moment and the central limit theorem
@@ -18,11 +18,14 @@ estimate is as unbiased (in p(x)) as any other.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyro.distributions as dist
 import torch
 
+from ppl_vae.errors import ConfigError
 from ppl_vae.inference.posteriors import _PointGuide
-from ppl_vae.models.base import ProbabilisticModel
+from ppl_vae.inference.program import inspect_program, latent_moments, program_pair
 
 #: Standard deviations of q* are multiplied by this in the widened component.
 WIDEN = 2.0
@@ -33,22 +36,28 @@ SHARES = (0.4, 0.3, 0.1, 0.2)
 
 
 class DefensiveMixture(_PointGuide):
-    """The mixture of q*, q* widened, the encoder and the prior, per fixed data point.
+    """The mixture of q*, q* widened, the guide and the prior, per fixed data point.
+
+    Every component is a diagonal Gaussian over the flat vector of the
+    program's continuous latent sites (unconstrained), see
+    :func:`defensive_mixture`.
 
     Parameters
     ----------
     loc, scale : Tensor, shape (num_points, latent_dim)
-        q* (or, without one, the encoder's q(z | x)).
-    encoder_loc, encoder_scale : Tensor, shape (num_points, latent_dim)
-        The encoder's q(z | x).
+        q* (or, without one, the guide's q(z | x)).
+    guide_loc, guide_scale : Tensor, shape (num_points, latent_dim)
+        The guide's q(z | x).
+    prior_loc, prior_scale : Tensor, shape (num_points, latent_dim)
+        The prior p(z).
     """
 
-    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, encoder_loc: torch.Tensor,
-                 encoder_scale: torch.Tensor) -> None:
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, guide_loc: torch.Tensor,
+                 guide_scale: torch.Tensor, prior_loc: torch.Tensor, prior_scale: torch.Tensor) -> None:
         super().__init__()
         self.num_points = loc.shape[0]
-        locs = torch.stack([loc, loc, encoder_loc, torch.zeros_like(loc)], -2)
-        scales = torch.stack([scale, WIDEN * scale, encoder_scale, torch.ones_like(scale)], -2)
+        locs = torch.stack([loc, loc, guide_loc, prior_loc], -2)
+        scales = torch.stack([scale, WIDEN * scale, guide_scale, prior_scale], -2)
         self.register_buffer("locs", locs.detach().clone())
         self.register_buffer("scales", scales.detach().clone())
         self.register_buffer("shares", torch.tensor(SHARES, dtype=loc.dtype, device=loc.device))
@@ -59,24 +68,44 @@ class DefensiveMixture(_PointGuide):
         return dist.MixtureSameFamily(mixing, dist.Normal(locs, scales).to_event(1))
 
 
-def defensive_mixture(model: ProbabilisticModel, x: torch.Tensor, loc: torch.Tensor | None = None,
-                      scale: torch.Tensor | None = None) -> DefensiveMixture:
+def defensive_mixture(model: Any, x: torch.Tensor, loc: torch.Tensor | None = None,
+                      scale: torch.Tensor | None = None, guide: Any = None,
+                      seed: int = 0) -> DefensiveMixture:
     """The defensive mixture for the points ``x``.
+
+    The guide and prior components are read from the programs
+    (:func:`~ppl_vae.inference.program.latent_moments`): exact where the
+    program draws one Gaussian latent vector (a Gaussian encoder; a N(0, I)
+    prior, as in the VAE and pPCA, which bounds the weights as above),
+    otherwise Gaussians matched to the mean and spread of its draws (a
+    Student-t or mixture prior, several sites), which keeps the estimate
+    unbiased but not the bound.
 
     Parameters
     ----------
-    model : ProbabilisticModel
-        A model with prior N(0, I) on ``"z"`` and an encoder ``model.encode(x)``.
+    model : ProbabilisticModel or callable
+        A model object, or a Pyro program ``model(x)``.
     x : Tensor, shape (num_points, data_dim)
     loc, scale : Tensor, shape (num_points, latent_dim), optional
-        q*, per-point Gaussians fitted to ``x``; without them the encoder stands in.
+        q*, per-point Gaussians fitted to ``x`` (unconstrained, flat over the
+        continuous sites); without them the guide stands in.
+    guide : callable, optional
+        The guide (default: the model object's own).
+    seed : int
+        Seeds the draws the moments are taken from; the global random state is untouched.
 
     Returns
     -------
     DefensiveMixture
     """
-    with torch.no_grad():
-        encoder_loc, encoder_scale = model.encode(x)
+    program, own_guide = program_pair(model, guide)
+    if own_guide is None:
+        raise ConfigError("the defensive mixture needs a guide q(z | x): pass guide=")
+    structure = inspect_program(program, own_guide, x, need_guide=False)
+    guide_loc, guide_scale = latent_moments(program, own_guide, x, structure, seed)
+    prior_loc, prior_scale = latent_moments(program, None, x, structure, seed)
     if loc is None or scale is None:
-        loc, scale = encoder_loc, encoder_scale
-    return DefensiveMixture(loc, scale, encoder_loc, encoder_scale)
+        loc, scale = guide_loc, guide_scale
+    mixture = DefensiveMixture(loc, scale, guide_loc, guide_scale, prior_loc, prior_scale)
+    mixture.structure = structure
+    return mixture

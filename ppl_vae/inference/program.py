@@ -538,9 +538,12 @@ def latent_moments(model: Program, guide: Program | None, x: torch.Tensor,
                    structure: ProgramStructure, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation per point of the continuous latents, unconstrained and flat.
 
-    From :data:`MOMENT_DRAWS` draws of the guide (of the model's prior when
-    there is no guide), taken without touching the global random state: a
-    starting region for NUTS chains and per-point variational fits.
+    Of the guide, or of the model's prior when there is no guide. Where that
+    program's only random choice is one real-valued site with a Gaussian
+    distribution (a Gaussian encoder, a N(0, I) prior), its exact mean and
+    marginal scales; otherwise those of :data:`MOMENT_DRAWS` draws. The global random
+    state is not touched. They serve as a starting region for NUTS chains and
+    per-point variational fits, and as components of the defensive mixture.
 
     Returns
     -------
@@ -553,9 +556,43 @@ def latent_moments(model: Program, guide: Program | None, x: torch.Tensor,
         torch.manual_seed(seed)
         with pyro.plate(PARTICLES, MOMENT_DRAWS, dim=structure.particle_dim):
             trace = _run("running the guide", lambda: _call(source, x, {}))
+        exact = _single_normal_site(trace, structure)
+        if exact is not None:
+            return exact
         values = {site.name: trace.nodes[site.name]["value"] for site in structure.continuous}
         draws = to_unconstrained(values, structure).reshape(MOMENT_DRAWS, len(x), -1)
     return draws.mean(0), draws.std(0).clamp_min(1e-3)
+
+
+#: Distributions whose mean and marginal standard deviations define a site exactly as a Gaussian.
+GAUSSIANS = (torch.distributions.Normal, torch.distributions.MultivariateNormal,
+             torch.distributions.LowRankMultivariateNormal)
+
+
+def _single_normal_site(trace: poutine.Trace, structure: ProgramStructure
+                        ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The loc and scale, shape (num_points, dim), of a trace whose one random choice is a Normal site.
+
+    None when the trace samples anything else (then the site's distribution
+    may be conditional on another draw) or the site is not a real vector.
+    """
+    drawn = [name for name, site in _sample_sites(trace) if not site["is_observed"]]
+    sites = structure.continuous
+    if len(sites) != 1 or drawn != [sites[0].name] or len(sites[0].event_shape) != 1 \
+            or not is_real_support(sites[0].support):
+        return None
+    node = trace.nodes[sites[0].name]
+    fn = node["fn"]
+    while isinstance(fn, dist.Independent):
+        fn = fn.base_dist
+    if not isinstance(fn, GAUSSIANS):
+        return None
+    value = node["value"]
+    # The particle dimension is the first of the value's batch dimensions; every particle's
+    # parameters are the same, as nothing else was drawn.
+    loc, scale = (moment.expand(value.shape).reshape(MOMENT_DRAWS, -1, value.shape[-1])[0]
+                  for moment in (fn.mean, fn.variance.sqrt()))
+    return loc, scale
 
 
 @contextlib.contextmanager
