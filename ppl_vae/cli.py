@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import pyro
 import torch
@@ -97,7 +98,7 @@ def _add_model(parser: argparse.ArgumentParser, training: bool = False) -> None:
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
-                        help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+                        help="auto (CUDA when available), cpu, cuda or cuda:N")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -620,6 +621,7 @@ def _one_line_warnings(command: str) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ppl-vae``; returns the exit status."""
+    matplotlib.use("Agg")  # the command line writes figures to files and never shows them
     try:
         args = build_parser().parse_args(argv)
     except _UsageError as error:

@@ -6,15 +6,12 @@ import math
 import os
 from typing import TYPE_CHECKING
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ppl_vae.checkpoint import atomic_write  # noqa: E402
-from ppl_vae.errors import DataError  # noqa: E402
+from ppl_vae.checkpoint import atomic_write
+from ppl_vae.errors import DataError
 
 if TYPE_CHECKING:
     from ppl_vae.inference.compare import Comparison

@@ -60,6 +60,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A run folder of ``ppl-vae train`` on the tiny settings (tests read it, never write to it)."""
+    from helpers.cli_runs import TINY
+
+    from ppl_vae.cli import main
+
+    out = tmp_path_factory.mktemp("run")
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    return out
+
+
 # Session fixtures of the browser, docs and tutorial tests (tests/_browser.py, tests/_docs.py):
 # defined once here, so that one Chromium and one smoke build of the docs serve them all.
 from _browser import chromium  # noqa: E402,F401

@@ -8,20 +8,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers.cli_runs import TINY
 
 from ppl_vae.checkpoint import content_digest
 from ppl_vae.cli import EXIT_ERROR, main
 from ppl_vae.data import load_dataset
-
-TINY = ["--data", "digits", "--latent-dim", "2", "--hidden-dims", "16", "--epochs", "2",
-        "--batch-size", "256", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    assert main(["train", *TINY, "--out", str(out)]) == 0
-    return out
 
 
 def run_error(capsys, argv) -> str:

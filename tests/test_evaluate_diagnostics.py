@@ -9,16 +9,6 @@ import pytest
 
 from ppl_vae.cli import main
 
-TINY = ["--data", "digits", "--latent-dim", "2", "--hidden-dims", "16", "--epochs", "2",
-        "--batch-size", "256", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    assert main(["train", *TINY, "--out", str(out)]) == 0
-    return out
-
 
 def _strict_json(text: str) -> dict:
     def refuse(constant: str):

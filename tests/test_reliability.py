@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.cli_runs import TINY
 
 import ppl_vae.cli as cli
 import ppl_vae_console
@@ -32,8 +33,6 @@ from ppl_vae.inference import iwae
 from ppl_vae.run_folder import MANIFEST_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--data", "digits", "--latent-dim", "2", "--hidden-dims", "16", "--epochs", "2",
-        "--batch-size", "256", "--quiet"]
 
 
 def run_error(capsys, argv, status: int = EXIT_ERROR) -> str:

@@ -54,6 +54,7 @@ from ppl_vae.inference.program import (
     program_pair,
 )
 from ppl_vae.models.base import check_positive_int
+from ppl_vae.rng import keeps_global_rng
 
 METHODS = ("encoder", "local_gaussian", "flow")
 
@@ -362,6 +363,7 @@ def choose_log_px(estimates: dict[str, Estimate], fallback: str = DEFENSIVE) -> 
             "flagged": flagged}
 
 
+@keeps_global_rng
 def compare_posteriors(model: Any, x: torch.Tensor, config: CompareConfig = CompareConfig(),
                        point_index: Sequence[int] | None = None, guide: Any = None) -> Comparison:
     """Run every method on the points ``x`` and compare them with NUTS.

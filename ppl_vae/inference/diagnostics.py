@@ -14,21 +14,17 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from ppl_vae.checkpoint import atomic_write
+from ppl_vae.errors import DataError
 
-from ppl_vae.checkpoint import atomic_write  # noqa: E402
-from ppl_vae.errors import DataError  # noqa: E402
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", FutureWarning)  # ArviZ announces its 1.x refactor on import
-    import arviz as az  # noqa: E402
+if TYPE_CHECKING:
+    import arviz as az
 
 #: Largest acceptable rank-normalized split R-hat (Vehtari et al., 2021, Bayesian Analysis 16(2)).
 R_HAT_MAX = 1.01
@@ -37,6 +33,16 @@ R_HAT_MAX = 1.01
 MIN_ESS_PER_CHAIN = 100
 #: Fewest draws per chain that rank-normalized R-hat and ESS accept.
 MIN_DRAWS = 4
+
+
+def _arviz() -> Any:
+    """ArviZ, imported on first use: ``import ppl_vae`` stays light and changes no global state."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # ArviZ announces its 1.x refactor on import
+        import arviz
+
+    return arviz
+
 
 #: dtype of each sample statistic that :func:`to_inference_data` knows; others pass through.
 STAT_DTYPES = {
@@ -78,7 +84,7 @@ def latent_dim_name(site: str) -> str:
 def _from_arrays(draws: np.ndarray | Mapping[str, np.ndarray], stats: Mapping[str, np.ndarray],
                  index: list[int]) -> az.InferenceData:
     sites = dict(draws) if isinstance(draws, Mapping) else {"z": draws}
-    return az.from_dict(
+    return _arviz().from_dict(
         posterior=sites,
         sample_stats=dict(stats) or None,
         coords={"point": index,
@@ -262,14 +268,14 @@ def _split_r_hat(idata: az.InferenceData) -> np.ndarray:
     quarters of the chain: stricter, never looser, than a plain split.
     """
     if idata.posterior.sizes["chain"] > 1:
-        return _diagnostic(idata, az.rhat)
+        return _diagnostic(idata, _arviz().rhat)
     halves = {}
     for site in _sites(idata):
         draws = idata.posterior[site].transpose("chain", "draw", "point", latent_dim_name(site)).values
         half = draws.shape[1] // 2
         halves[site] = np.concatenate([draws[:, :half], draws[:, -half:]], axis=0)
     points = idata.posterior.coords["point"].values.tolist()
-    return _diagnostic(_from_arrays(halves, {}, points), az.rhat)
+    return _diagnostic(_from_arrays(halves, {}, points), _arviz().rhat)
 
 
 def _problems(r_hat: np.ndarray, ess_bulk: np.ndarray, ess_tail: np.ndarray, divergences: int,
@@ -312,8 +318,8 @@ def check_convergence(idata: az.InferenceData) -> ConvergenceReport:
     chains, draws = posterior.sizes["chain"], posterior.sizes["draw"]
     points = posterior.coords["point"].values.tolist()
     r_hat = _split_r_hat(idata)
-    ess_bulk = _diagnostic(idata, az.ess, method="bulk")
-    ess_tail = _diagnostic(idata, az.ess, method="tail")
+    ess_bulk = _diagnostic(idata, _arviz().ess, method="bulk")
+    ess_tail = _diagnostic(idata, _arviz().ess, method="tail")
     if "sample_stats" in idata.groups() and "diverging" in idata.sample_stats:
         divergences = idata.sample_stats["diverging"].sum(("chain", "draw")).values.astype(int)
     else:
@@ -379,8 +385,8 @@ def plot_trace(idata: az.InferenceData, path: str | os.PathLike,
     labels = idata.posterior.coords["point"].values.tolist()
     chosen = _check_points(idata, labels if points is None else points)[:max_points]
     latents = idata.posterior[site].coords[latent_dim_name(site)].values.tolist()
-    axes = az.plot_trace(idata, var_names=[site], coords={"point": chosen}, kind="rank_bars",
-                         compact=False, show=False)
+    axes = _arviz().plot_trace(idata, var_names=[site], coords={"point": chosen}, kind="rank_bars",
+                               compact=False, show=False)
     axes = np.atleast_2d(axes)
     for (density, rank), (point, latent) in zip(axes, itertools.product(chosen, latents)):
         density.set_title(f"point {point}, latent {latent}: density per chain")
@@ -420,8 +426,9 @@ def plot_pair(idata: az.InferenceData, path: str | os.PathLike, point: int,
     if len(set(latents)) < 2 or any(latent not in available for latent in latents):
         raise DataError(f"latents must name at least two distinct coordinates out of {available}; "
                         f"got {latents}")
-    axes = np.atleast_2d(az.plot_pair(idata, var_names=[site], coords={"point": [point], dim: latents},
-                                      kind="kde", marginals=True, show=False))
+    pair = _arviz().plot_pair(idata, var_names=[site], coords={"point": [point], dim: latents},
+                              kind="kde", marginals=True, show=False)
+    axes = np.atleast_2d(pair)
     for k, latent in enumerate(latents):
         axes[-1, k].set_xlabel(f"{site}[{latent}]")
         if k > 0:

@@ -38,8 +38,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import multiprocessing
-import pickle
 import os
+import pickle
 import sys
 import time
 import warnings
@@ -65,6 +65,7 @@ from ppl_vae.inference.program import (
     to_constrained,
 )
 from ppl_vae.models.base import check_positive_int
+from ppl_vae.rng import keeps_global_rng
 
 SCHEMES = ("batched", "joint", "per_point")
 
@@ -367,6 +368,7 @@ def _use_processes(config: NUTSConfig, x: torch.Tensor, target: Target) -> bool:
     return wanted and _picklable(target)
 
 
+@keeps_global_rng
 def sample_posterior(model: Any, x: torch.Tensor, config: NUTSConfig = NUTSConfig(),
                      point_index: Sequence[int] | None = None,
                      guide: Any = None) -> MCMCResult:

@@ -45,12 +45,13 @@ from ppl_vae.inference.objectives import has_direct_elbo
 from ppl_vae.inference.program import (
     ProgramStructure,
     inspect_program,
+    is_real_support,
     latent_moments,
     program_pair,
-    is_real_support,
     to_constrained,
 )
 from ppl_vae.models.base import ProbabilisticModel, check_positive_int, data_plate
+from ppl_vae.rng import keeps_global_rng
 
 #: Name of the auxiliary site that holds the flat vector of every continuous latent.
 FLAT_LATENT = "_ppl_vae_latent"
@@ -202,6 +203,7 @@ class FitResult:
     wall_time: float
 
 
+@keeps_global_rng
 def fit_point_guide(model: ProbabilisticModel | Callable[..., None], x: torch.Tensor,
                     posterior: _PointGuide, *, max_steps: int = 5000, learning_rate: float = 0.01,
                     num_particles: int = 16, seed: int = 0) -> FitResult:

@@ -40,22 +40,42 @@ from ppl_vae.checkpoint import (
     save_checkpoint,
 )
 from ppl_vae.data import binarize, check_binarize_mode
-from ppl_vae.errors import CheckpointError, ConfigError, TrainingDivergedError, TrainingInterrupted
-from ppl_vae.inference.likelihood import elbo_terms
-from ppl_vae.inference.distributed import barrier, current_world, data_parallel_loss, mean_over_processes
-from ppl_vae.inference.likelihood import check_data
-from ppl_vae.inference.objectives import ELBO_ESTIMATORS, ENGINES, OBJECTIVES, has_direct_elbo, make_loss
+from ppl_vae.errors import (
+    CheckpointError,
+    ConfigError,
+    TrainingDivergedError,
+    TrainingInterrupted,
+)
+from ppl_vae.inference.distributed import (
+    barrier,
+    current_world,
+    data_parallel_loss,
+    mean_over_processes,
+)
+from ppl_vae.inference.likelihood import check_data, elbo_terms
+from ppl_vae.inference.objectives import (
+    ELBO_ESTIMATORS,
+    ENGINES,
+    OBJECTIVES,
+    has_direct_elbo,
+    make_loss,
+)
 from ppl_vae.inference.run_checks import (
     check_resume,
     data_fingerprint,
     load_training_state,
     warn_if_exploding,
 )
-from ppl_vae.models.base import ProbabilisticModel, check_batch, check_device, check_values
-from ppl_vae.models.program import PyroProgram
 from ppl_vae.models import model_class_name
+from ppl_vae.models.base import (
+    ProbabilisticModel,
+    check_batch,
+    check_device,
+    check_values,
+)
+from ppl_vae.models.program import PyroProgram
+from ppl_vae.rng import keeps_global_rng
 from ppl_vae.run_folder import holding_out_dir
-
 
 METRICS_NAME = "metrics.jsonl"
 # Separates the seeds of epochs (data order) and of resumed runs (noise) in distributed training.
@@ -291,6 +311,7 @@ def _parameters_finite(model: ProbabilisticModel) -> bool:
 
 
 @holding_out_dir("train", (CHECKPOINT_NAME, METRICS_NAME))
+@keeps_global_rng
 def train(
     model: ProbabilisticModel | PyroProgram | Any,
     train_x: torch.Tensor,

@@ -35,8 +35,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from ppl_vae.errors import ConfigError, DataError
-from ppl_vae.models.base import ParameterPlacement, check_batch, check_positive_int, check_values
+from ppl_vae.models.base import (
+    ParameterPlacement,
+    check_batch,
+    check_positive_int,
+    check_values,
+)
 from ppl_vae.models.networks import mlp
+from ppl_vae.rng import keeps_global_rng
 
 #: Output nonlinearities of the generator: grey levels in [0, 1], or unbounded values.
 OUTPUTS = ("sigmoid", "identity")
@@ -203,6 +209,7 @@ def _check_data(gan: GAN, x: Any, where: str) -> None:
                         "or build the GAN with output='identity'.")
 
 
+@keeps_global_rng
 def train_gan(gan: GAN, x: torch.Tensor, config: GANConfig = GANConfig()) -> GANResult:
     """Train a GAN by alternating Adam steps on the discriminator and the generator.
 
@@ -292,6 +299,7 @@ class Inversion:
     wall_time: float
 
 
+@keeps_global_rng
 def invert_generator(gan: GAN, x: torch.Tensor, num_steps: int = 500, learning_rate: float = 0.05,
                      seed: int = 0) -> Inversion:
     """Find codes z with G(z) close to ``x`` by gradient descent, one code per point.

@@ -33,6 +33,7 @@ from ppl_vae.models.base import (
     check_values,
     data_plate,
 )
+from ppl_vae.rng import keeps_global_rng
 
 #: Plates nested inside the model: the ``"data"`` plate only (dim -1); the
 #: enumeration of ``z`` takes dim -2.
@@ -307,6 +308,7 @@ class GaussianMixture(ProbabilisticModel):
         self.components.log_scales.copy_(spread.log().expand_as(self.components.log_scales))
         self.components.logits.zero_()
 
+    @keeps_global_rng
     def fit(
         self,
         x: torch.Tensor,
