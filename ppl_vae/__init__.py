@@ -8,9 +8,22 @@ them, and the same sites serve every other inference method.
 from ppl_vae.checkpoint import load_checkpoint, save_checkpoint
 from ppl_vae.data import Dataset, load_dataset
 from ppl_vae.devices import resolve_device
-from ppl_vae.errors import CheckpointError, ConfigError, DataError, PplVaeError, TrainingDivergedError
+from ppl_vae.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    PplVaeError,
+    TrainingDivergedError,
+)
 from ppl_vae.inference import SVIConfig, TrainResult, elbo, iwae, train
-from ppl_vae.models import VAE, Autoencoder, GaussianMixture, LinearGaussian, PyroProgram, build_model
+from ppl_vae.models import (
+    VAE,
+    Autoencoder,
+    GaussianMixture,
+    LinearGaussian,
+    PyroProgram,
+    build_model,
+)
 
 __version__ = "0.1.0"
 

@@ -13,8 +13,8 @@ line each.
 from __future__ import annotations
 
 import argparse
-import inspect
 import contextlib
+import inspect
 import json
 import math
 import signal
@@ -29,7 +29,12 @@ import numpy as np
 import pyro
 import torch
 
-from ppl_vae.checkpoint import CHECKPOINT_NAME, atomic_write, atomic_write_text, load_checkpoint
+from ppl_vae.checkpoint import (
+    CHECKPOINT_NAME,
+    atomic_write,
+    atomic_write_text,
+    load_checkpoint,
+)
 from ppl_vae.data import BINARIZE_MODES, KNOWN_DATASETS, Dataset, load_dataset
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import ConfigError, DataError, PplVaeError, TrainingInterrupted
@@ -40,7 +45,12 @@ from ppl_vae.explorer import (
     save_posterior_draws,
     write_explorer,
 )
-from ppl_vae.inference.compare import METHODS, CompareConfig, compare_posteriors, json_safe
+from ppl_vae.inference.compare import (
+    METHODS,
+    CompareConfig,
+    compare_posteriors,
+    json_safe,
+)
 from ppl_vae.inference.diagnostics import plot_pair, plot_trace
 from ppl_vae.inference.distributed import (
     World,
@@ -50,10 +60,16 @@ from ppl_vae.inference.distributed import (
     shutdown,
 )
 from ppl_vae.inference.likelihood import Estimate, elbo, iwae
-from ppl_vae.inference.psis import pareto_k_threshold
 from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
 from ppl_vae.inference.objectives import ENGINES, OBJECTIVES
-from ppl_vae.inference.svi import ELBO_ESTIMATORS, METRICS_NAME, SVIConfig, evaluation_data, train
+from ppl_vae.inference.psis import pareto_k_threshold
+from ppl_vae.inference.svi import (
+    ELBO_ESTIMATORS,
+    METRICS_NAME,
+    SVIConfig,
+    evaluation_data,
+    train,
+)
 from ppl_vae.models import LIKELIHOODS, VAE, build_model, import_model_class
 from ppl_vae.models.base import check_positive_int
 from ppl_vae.plotting import plot_posterior_comparison, save_image_grid

@@ -43,6 +43,7 @@ import torch
 
 from ppl_vae.errors import ConfigError, DataError
 from ppl_vae.synthetic import FACTOR_NAMES, make_strokes
+from ppl_vae.validation import check_int
 
 KNOWN_DATASETS: tuple[str, ...] = (
     "mnist5k", "digits", "mnist", "fashion-mnist", "linear-gaussian", "strokes", "npy:PATH",
@@ -248,8 +249,7 @@ def _unknown_name_message(name: str) -> str:
 
 
 def _check_settings(seed: int, test_fraction: float, dtype: torch.dtype) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer; got {seed!r}")
+    check_int(seed, "seed", 0)
     if (isinstance(test_fraction, bool) or not isinstance(test_fraction, numbers.Real)
             or not 0 < test_fraction < 1):
         raise ConfigError(f"test_fraction must lie strictly between 0 and 1; got {test_fraction!r}")
@@ -504,10 +504,7 @@ def _linear_gaussian_options(options: dict[str, int | float]) -> tuple[int, int,
         )
     settings = {"num_points": 2000, "data_dim": 10, "latent_dim": 2, "noise_scale": 0.5} | options
     for key, least in (("num_points", 2), ("data_dim", 2), ("latent_dim", 1)):
-        value = settings[key]
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
-            raise ConfigError(
-                f"linear-gaussian needs {key} to be an integer >= {least}; got {value!r}")
+        check_int(settings[key], f"linear-gaussian's {key}", least)
     if settings["latent_dim"] >= settings["data_dim"]:
         raise ConfigError(
             f"linear-gaussian needs latent_dim ({settings['latent_dim']}) smaller than data_dim "
@@ -534,10 +531,7 @@ def _load_strokes(seed: int, test_fraction: float, dtype: torch.dtype,
             f"strokes takes no option {unknown[0]!r}; its options are "
             f"{', '.join(_STROKES_OPTIONS)}")
     settings = {"num_points": 5000, "image_size": 28, "glyph": "seven"} | options
-    num_points = settings["num_points"]
-    if (isinstance(num_points, bool) or not isinstance(num_points, numbers.Integral)
-            or num_points < 2):
-        raise ConfigError(f"strokes needs num_points to be an integer >= 2; got {num_points!r}")
+    check_int(settings["num_points"], "strokes' num_points", 2)
     images, factors = make_strokes(settings["num_points"], settings["image_size"],
                                    settings["glyph"], seed, dtype)
     train, test = _random_split(len(images), test_fraction, seed, "strokes")

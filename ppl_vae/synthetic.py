@@ -26,12 +26,10 @@ hold the factor values of every image.
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 
 from ppl_vae.errors import ConfigError, DataError
+from ppl_vae.validation import check_int
 
 FACTOR_NAMES: tuple[str, ...] = ("slant", "thickness", "scale", "x", "y")
 
@@ -84,8 +82,8 @@ def sample_factors(num_points: int, seed: int = 0, dtype: torch.dtype = torch.fl
     ConfigError
         For a non-positive ``num_points``, a negative ``seed`` or a non-floating ``dtype``.
     """
-    _check_int(num_points, "num_points", 1)
-    _check_int(seed, "seed", 0)
+    check_int(num_points, "num_points", 1)
+    check_int(seed, "seed", 0)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ConfigError(f"dtype must be a floating torch dtype; got {dtype!r}")
     generator = torch.Generator().manual_seed(int(seed))
@@ -126,7 +124,7 @@ def render_glyphs(factors: torch.Tensor, image_size: int = 28,
     DataError
         For factors of the wrong shape or type, or with NaN or infinite values.
     """
-    _check_int(image_size, "image_size", _MIN_IMAGE_SIZE, _MAX_IMAGE_SIZE)
+    check_int(image_size, "image_size", _MIN_IMAGE_SIZE, _MAX_IMAGE_SIZE)
     points = _glyph_points(glyph)
     if not isinstance(factors, torch.Tensor) or not factors.is_floating_point():
         raise DataError(
@@ -206,11 +204,3 @@ def _glyph_points(glyph: str) -> tuple[tuple[float, float], ...]:
     if not isinstance(glyph, str) or glyph not in GLYPHS:
         raise ConfigError(f"unknown glyph {glyph!r}; choose one of {', '.join(GLYPHS)}")
     return GLYPHS[glyph]
-
-
-def _check_int(value: object, name: str, least: int, most: float = math.inf) -> int:
-    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-            or not least <= value <= most):
-        bound = f">= {least}" if most == math.inf else f"from {least} to {most}"
-        raise ConfigError(f"{name} must be an integer {bound}; got {value!r}")
-    return int(value)

@@ -2,13 +2,23 @@
 
 from ppl_vae.inference.batched_nuts import BatchedNUTSResult, batched_nuts
 from ppl_vae.inference.compare import CompareConfig, Comparison, compare_posteriors
+from ppl_vae.inference.diagnostics import (
+    ConvergenceReport,
+    check_convergence,
+    to_inference_data,
+)
 from ppl_vae.inference.disentanglement import (
     MutualInformationGap,
     correlation_matrix,
     mutual_information_gap,
     traversal_codes,
 )
-from ppl_vae.inference.diagnostics import ConvergenceReport, check_convergence, to_inference_data
+from ppl_vae.inference.latents import (
+    ActiveUnits,
+    active_units,
+    gaussian_kl,
+    kl_per_dimension,
+)
 from ppl_vae.inference.likelihood import (
     Estimate,
     elbo,
@@ -19,17 +29,32 @@ from ppl_vae.inference.likelihood import (
     log_joint,
     naive_prior,
 )
-from ppl_vae.inference.latents import ActiveUnits, active_units, gaussian_kl, kl_per_dimension
-from ppl_vae.inference.mcmc import MCMCResult, NUTSConfig, posterior_moments, sample_posterior
+from ppl_vae.inference.mcmc import (
+    MCMCResult,
+    NUTSConfig,
+    posterior_moments,
+    sample_posterior,
+)
+from ppl_vae.inference.objectives import (
+    ENGINES,
+    OBJECTIVES,
+    direct_elbo_loss,
+    make_loss,
+)
 from ppl_vae.inference.posteriors import (
     FlowPosterior,
     LocalGaussian,
     fit_flow_posterior,
     fit_local_gaussian,
 )
-from ppl_vae.inference.objectives import ENGINES, OBJECTIVES, direct_elbo_loss, make_loss
 from ppl_vae.inference.program import LatentSite, ProgramStructure, inspect_program
-from ppl_vae.inference.svi import ELBO_ESTIMATORS, SVIConfig, TrainResult, evaluation_data, train
+from ppl_vae.inference.svi import (
+    ELBO_ESTIMATORS,
+    SVIConfig,
+    TrainResult,
+    evaluation_data,
+    train,
+)
 
 __all__ = [
     "ActiveUnits",

@@ -29,12 +29,12 @@ num_bins^2.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import torch
 
 from ppl_vae.errors import ConfigError, DataError
+from ppl_vae.validation import check_int, check_positive_int
 
 CORRELATION_METHODS: tuple[str, ...] = ("spearman", "pearson")
 
@@ -213,9 +213,7 @@ def traversal_codes(latent_dim: int, values: torch.Tensor,
         ``codes[j, i]`` is ``base`` with coordinate ``j`` set to ``values[i]``;
         dtype and device of ``values``.
     """
-    if isinstance(latent_dim, bool) or not isinstance(latent_dim, numbers.Integral) \
-            or latent_dim < 1:
-        raise ConfigError(f"latent_dim must be a positive integer; got {latent_dim!r}")
+    check_positive_int(latent_dim, "latent_dim")
     if not isinstance(values, torch.Tensor) or values.dim() != 1 or not values.is_floating_point():
         raise DataError("values must be a 1-D floating point tensor")
     if base is None:
@@ -243,8 +241,7 @@ def _average_ranks(values: torch.Tensor) -> torch.Tensor:
 
 
 def _check_bins(num_bins: int) -> None:
-    if isinstance(num_bins, bool) or not isinstance(num_bins, numbers.Integral) or num_bins < 2:
-        raise ConfigError(f"num_bins must be an integer >= 2; got {num_bins!r}")
+    check_int(num_bins, "num_bins", 2)
 
 
 def _check_pair(latents: torch.Tensor, factors: torch.Tensor,

@@ -19,7 +19,6 @@ tensors on the device and in the dtype of the encoder's output.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +31,7 @@ from ppl_vae.models.base import (
     check_has_prior,
     check_positive_int,
 )
+from ppl_vae.validation import check_number
 
 #: Burda et al. (2016)'s threshold on Var_x(E_q[z_j | x]) for an active unit.
 ACTIVE_THRESHOLD = 1e-2
@@ -201,9 +201,7 @@ def active_units(model: ProbabilisticModel, x: torch.Tensor, threshold: float = 
         ``batch_size`` is not a positive integer.
     """
     _check_encoder_inputs(model, x, "active_units", batch_size)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
-            or not math.isfinite(threshold) or threshold < 0:
-        raise ConfigError(f"threshold must be a finite number >= 0; got {threshold!r}")
+    check_number(threshold, "threshold", positive=False)
     if x.shape[0] < 2:
         raise DataError(
             f"active_units needs at least 2 data points to measure a variance; got {x.shape[0]}"

@@ -76,6 +76,7 @@ from ppl_vae.models.base import (
 from ppl_vae.models.program import PyroProgram
 from ppl_vae.rng import keeps_global_rng
 from ppl_vae.run_folder import holding_out_dir
+from ppl_vae.validation import check_int, check_number, check_positive_int
 
 METRICS_NAME = "metrics.jsonl"
 # Separates the seeds of epochs (data order) and of resumed runs (noise) in distributed training.
@@ -145,22 +146,22 @@ class SVIConfig:
     objective: str = "elbo"
 
     def __post_init__(self) -> None:
+        # Checked values are stored as plain int / float: a numpy scalar would not load
+        # from a checkpoint with weights_only=True.
+        def store(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
         for name in ("epochs", "batch_size", "num_particles", "checkpoint_every", "log_every",
                      "eval_num_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{name} must be a positive integer; got {value!r}")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0
-                and math.isfinite(self.learning_rate)):
-            raise ConfigError(f"learning_rate must be a positive number; got {self.learning_rate!r}")
+            store(name, check_positive_int(getattr(self, name), name))
+        store("learning_rate", check_number(self.learning_rate, "learning_rate"))
         if self.elbo not in ELBO_ESTIMATORS:
             raise ConfigError(f"unknown elbo {self.elbo!r}; choose one of {', '.join(ELBO_ESTIMATORS)}")
-        if not (self.beta >= 0 and math.isfinite(self.beta)):
-            raise ConfigError(f"beta must be a non-negative number; got {self.beta!r}")
-        if self.kl_warmup_epochs < 0:
-            raise ConfigError(f"kl_warmup_epochs must be >= 0; got {self.kl_warmup_epochs!r}")
-        if self.clip_norm is not None and not self.clip_norm > 0:
-            raise ConfigError(f"clip_norm must be positive or None; got {self.clip_norm!r}")
+        store("beta", check_number(self.beta, "beta", positive=False))
+        store("kl_warmup_epochs", check_int(self.kl_warmup_epochs, "kl_warmup_epochs", 0))
+        store("seed", check_int(self.seed, "seed", 0))
+        if self.clip_norm is not None:
+            store("clip_norm", check_number(self.clip_norm, "clip_norm"))
         check_binarize_mode(self.binarize)
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")

@@ -8,7 +8,14 @@ from typing import Any
 from ppl_vae.errors import CheckpointError, ConfigError
 from ppl_vae.models.autoencoder import Autoencoder
 from ppl_vae.models.base import LIKELIHOODS, ProbabilisticModel
-from ppl_vae.models.gan import GAN, GANConfig, GANResult, Inversion, invert_generator, train_gan
+from ppl_vae.models.gan import (
+    GAN,
+    GANConfig,
+    GANResult,
+    Inversion,
+    invert_generator,
+    train_gan,
+)
 from ppl_vae.models.linear_gaussian import LinearGaussian
 from ppl_vae.models.mixture import GaussianMixture
 from ppl_vae.models.program import PyroProgram

@@ -18,15 +18,9 @@ from pyro import poutine
 from torch import nn
 
 from ppl_vae.errors import ConfigError, DataError
+from ppl_vae.validation import check_positive_int
 
 LIKELIHOODS = ("bernoulli", "gaussian")
-
-
-def check_positive_int(value: Any, name: str) -> int:
-    """Return ``value`` if it is a positive integer, else raise :class:`ConfigError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer; got {value!r}")
-    return value
 
 
 def check_batch(x: Any, data_dim: int, where: str) -> None:

@@ -23,7 +23,6 @@ optimization per image, :func:`invert_generator`.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from ppl_vae.models.base import (
 )
 from ppl_vae.models.networks import mlp
 from ppl_vae.rng import keeps_global_rng
+from ppl_vae.validation import check_number
 
 #: Output nonlinearities of the generator: grey levels in [0, 1], or unbounded values.
 OUTPUTS = ("sigmoid", "identity")
@@ -78,9 +78,7 @@ class GANConfig:
     def __post_init__(self) -> None:
         check_positive_int(self.steps, "steps")
         check_positive_int(self.batch_size, "batch_size")
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0
-                and math.isfinite(self.learning_rate)):
-            raise ConfigError(f"learning_rate must be a positive number; got {self.learning_rate!r}")
+        check_number(self.learning_rate, "learning_rate")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise ConfigError(f"betas must be two numbers in [0, 1); got {self.betas!r}")
 
@@ -323,8 +321,7 @@ def invert_generator(gan: GAN, x: torch.Tensor, num_steps: int = 500, learning_r
     """
     check_batch(x, gan.data_dim, "invert_generator")
     check_positive_int(num_steps, "num_steps")
-    if not learning_rate > 0:
-        raise ConfigError(f"learning_rate must be positive; got {learning_rate!r}")
+    check_number(learning_rate, "learning_rate")
     pyro.set_rng_seed(seed)
     started = time.perf_counter()
     z = x.new_zeros(x.shape[0], gan.latent_dim, requires_grad=True)

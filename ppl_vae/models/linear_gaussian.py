@@ -25,13 +25,13 @@ from torch import nn
 
 from ppl_vae.errors import DataError
 from ppl_vae.models.base import (
-    transcribed,
     GaussianLatentModel,
     check_batch,
     check_positive_int,
     check_values,
     data_plate,
     latent_scale,
+    transcribed,
 )
 
 

@@ -34,6 +34,7 @@ from ppl_vae.models.base import (
     data_plate,
 )
 from ppl_vae.rng import keeps_global_rng
+from ppl_vae.validation import check_number
 
 #: Plates nested inside the model: the ``"data"`` plate only (dim -1); the
 #: enumeration of ``z`` takes dim -2.
@@ -112,10 +113,8 @@ class GaussianMixture(ProbabilisticModel):
                 "a mixture needs num_components >= 2 (Pyro's enumeration drops a "
                 "dimension of size 1); for a single Gaussian use LinearGaussian"
             )
-        if not (isinstance(init_scale, (int, float)) and math.isfinite(init_scale) and init_scale > 0):
-            raise ConfigError(f"init_scale must be a positive finite number; got {init_scale!r}")
-        if not (isinstance(min_scale, (int, float)) and math.isfinite(min_scale) and min_scale >= 0):
-            raise ConfigError(f"min_scale must be a finite number >= 0; got {min_scale!r}")
+        check_number(init_scale, "init_scale")
+        check_number(min_scale, "min_scale", positive=False)
         self.data_dim = data_dim
         self.num_components = num_components
         self.latent_dim = 1
