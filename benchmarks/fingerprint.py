@@ -26,7 +26,8 @@ import pyro
 import torch
 
 from ppl_vae import VAE, SVIConfig, load_dataset, train
-from ppl_vae.inference import NUTSConfig, elbo, evaluation_data, iwae, sample_posterior
+from ppl_vae.data import evaluation_data
+from ppl_vae.inference import NUTSConfig, elbo, iwae, sample_posterior
 
 
 def _digest(values) -> str:

@@ -36,7 +36,8 @@ import pyro.distributions as dist
 import torch
 
 from ppl_vae import VAE, load_checkpoint, load_dataset
-from ppl_vae.inference import NUTSConfig, evaluation_data, iwae, sample_posterior
+from ppl_vae.data import evaluation_data
+from ppl_vae.inference import NUTSConfig, iwae, sample_posterior
 from ppl_vae.inference.objectives import make_loss
 from ppl_vae.models import PyroProgram, build_model
 

@@ -32,7 +32,8 @@ import time
 import torch
 
 from ppl_vae import VAE, load_checkpoint, load_dataset
-from ppl_vae.inference import evaluation_data, iwae
+from ppl_vae.data import evaluation_data
+from ppl_vae.inference import iwae
 from ppl_vae.models import build_model
 
 

@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers.quadrature import log_marginal_grid  # noqa: E402
 
 from ppl_vae import load_checkpoint, load_dataset  # noqa: E402
-from ppl_vae.inference import evaluation_data, likelihood  # noqa: E402
+from ppl_vae.data import evaluation_data
+from ppl_vae.inference import likelihood
 from ppl_vae.inference.compare import CompareConfig, compare_posteriors  # noqa: E402
 from ppl_vae.inference.mcmc import NUTSConfig  # noqa: E402
 from ppl_vae.inference.streaming import RunningLogMeanExp  # noqa: E402

@@ -15,7 +15,7 @@ from ppl_vae.errors import (
     PplVaeError,
     TrainingDivergedError,
 )
-from ppl_vae.inference import SVIConfig, TrainResult, elbo, iwae, train
+from ppl_vae.inference import elbo, iwae
 from ppl_vae.models import (
     VAE,
     Autoencoder,
@@ -24,6 +24,7 @@ from ppl_vae.models import (
     PyroProgram,
     build_model,
 )
+from ppl_vae.training import SVIConfig, TrainResult, train
 
 __version__ = "0.1.0"
 

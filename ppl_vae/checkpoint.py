@@ -66,7 +66,7 @@ def remove_stale_temporaries(folder: str | os.PathLike, names: tuple[str, ...]) 
     """Delete the temporary files :func:`atomic_write` leaves for ``names`` when its process is killed.
 
     Deletes every ``.NAME.*.tmp``, whoever wrote it: call it only on folders
-    that ppl_vae owns. Run folders use :class:`ppl_vae.run_folder.RunFolder`,
+    that ppl_vae owns. Run folders use :class:`ppl_vae.training.run_folder.RunFolder`,
     which removes only the temporaries its own runs created.
     """
     for name in names:
@@ -95,12 +95,12 @@ def atomic_write(path: str | os.PathLike, write: Any, tag: str | None = None) ->
     tag : str, optional
         Name the temporary file ``.NAME.TAG.tmp`` (see :func:`temporary_name`),
         so that its owner can recognize it if the process dies; by default a
-        random name. Inside a folder held by :func:`ppl_vae.run_folder.hold`
+        random name. Inside a folder held by :func:`ppl_vae.training.run_folder.hold`
         the run's tag is used and the file is recorded in its manifest.
     """
     path = Path(path)
     if tag is None:
-        from ppl_vae.run_folder import claim_for_write  # run_folder imports this module
+        from ppl_vae.training.run_folder import claim_for_write
 
         tag = claim_for_write(path)
     if tag is None:

@@ -35,7 +35,13 @@ from ppl_vae.checkpoint import (
     atomic_write_text,
     load_checkpoint,
 )
-from ppl_vae.data import BINARIZE_MODES, KNOWN_DATASETS, Dataset, load_dataset
+from ppl_vae.data import (
+    BINARIZE_MODES,
+    KNOWN_DATASETS,
+    Dataset,
+    evaluation_data,
+    load_dataset,
+)
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import ConfigError, DataError, PplVaeError, TrainingInterrupted
 from ppl_vae.explorer import (
@@ -52,28 +58,22 @@ from ppl_vae.inference.compare import (
     json_safe,
 )
 from ppl_vae.inference.diagnostics import plot_pair, plot_trace
-from ppl_vae.inference.distributed import (
+from ppl_vae.inference.likelihood import Estimate, elbo, iwae
+from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
+from ppl_vae.inference.objectives import ELBO_ESTIMATORS, ENGINES, OBJECTIVES
+from ppl_vae.inference.psis import pareto_k_threshold
+from ppl_vae.models import LIKELIHOODS, VAE, build_model, import_model_class
+from ppl_vae.models.base import check_positive_int
+from ppl_vae.plotting import plot_posterior_comparison, save_image_grid
+from ppl_vae.training import METRICS_NAME, SVIConfig, train
+from ppl_vae.training.distributed import (
     World,
     current_world,
     init_distributed,
     launched_by_torchrun,
     shutdown,
 )
-from ppl_vae.inference.likelihood import Estimate, elbo, iwae
-from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
-from ppl_vae.inference.objectives import ENGINES, OBJECTIVES
-from ppl_vae.inference.psis import pareto_k_threshold
-from ppl_vae.inference.svi import (
-    ELBO_ESTIMATORS,
-    METRICS_NAME,
-    SVIConfig,
-    evaluation_data,
-    train,
-)
-from ppl_vae.models import LIKELIHOODS, VAE, build_model, import_model_class
-from ppl_vae.models.base import check_positive_int
-from ppl_vae.plotting import plot_posterior_comparison, save_image_grid
-from ppl_vae.run_folder import hold
+from ppl_vae.training.run_folder import hold
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130

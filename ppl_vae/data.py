@@ -142,6 +142,18 @@ def check_binarize_mode(mode: str) -> str:
     return mode
 
 
+def evaluation_data(x: torch.Tensor, mode: str, seed: int) -> torch.Tensor:
+    """The fixed evaluation copy of ``x``: one seeded binary draw unless ``mode == "none"``.
+
+    Training with ``static`` or ``dynamic`` binarization is evaluated on this
+    copy, so every epoch and ``ppl-vae evaluate`` see the same binary test set.
+    """
+    if check_binarize_mode(mode) == "none":
+        return x
+    generator = torch.Generator(device=x.device).manual_seed(seed + 1)
+    return binarize(x, generator=generator)
+
+
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw binary data, each value 1 with probability ``x``.
 

@@ -38,9 +38,9 @@ def diagonal_ppca():
 @pytest.fixture(scope="session")
 def digits_vae():
     """A small VAE (latent_dim 2) trained briefly on the 8x8 digits, and its binarized test set."""
-    from ppl_vae.data import load_dataset
-    from ppl_vae.inference.svi import SVIConfig, evaluation_data, train
+    from ppl_vae.data import evaluation_data, load_dataset
     from ppl_vae.models import VAE
+    from ppl_vae.training import SVIConfig, train
 
     pyro.set_rng_seed(0)
     data = load_dataset("digits")

@@ -159,8 +159,8 @@ def test_registered_for_checkpoints():
 
 
 def test_trains_with_test_data_and_checkpoints(tmp_path):
-    from ppl_vae.data import load_dataset
-    from ppl_vae.inference.svi import SVIConfig, evaluation_data, train
+    from ppl_vae.data import evaluation_data, load_dataset
+    from ppl_vae.training import SVIConfig, train
 
     data = load_dataset("digits")
     model = Autoencoder(data.data_dim, 2, hidden_dims=(32,))

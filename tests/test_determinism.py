@@ -10,7 +10,13 @@ import pyro
 import torch
 
 from ppl_vae import VAE, SVIConfig, load_dataset, train
-from ppl_vae.inference import NUTSConfig, elbo_terms, fit_local_gaussian, iwae, sample_posterior
+from ppl_vae.inference import (
+    NUTSConfig,
+    elbo_terms,
+    fit_local_gaussian,
+    iwae,
+    sample_posterior,
+)
 
 
 def _disturb_global_rngs() -> None:

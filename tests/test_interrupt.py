@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ppl_vae import SVIConfig, VAE, load_checkpoint, load_dataset, train
+from ppl_vae import VAE, SVIConfig, load_checkpoint, load_dataset, train
 from ppl_vae.errors import CheckpointError, ConfigError, TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,12 @@ from torch.distributions import Independent, MultivariateNormal, Normal, kl_dive
 
 from ppl_vae.errors import ConfigError, DataError
 from ppl_vae.inference import elbo_terms
-from ppl_vae.inference.latents import ActiveUnits, active_units, gaussian_kl, kl_per_dimension
+from ppl_vae.inference.latents import (
+    ActiveUnits,
+    active_units,
+    gaussian_kl,
+    kl_per_dimension,
+)
 from ppl_vae.models import VAE, Autoencoder, GaussianMixture, LinearGaussian
 from ppl_vae.models.networks import MIN_SCALE
 

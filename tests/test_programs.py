@@ -17,6 +17,14 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+from user_programs import (
+    HandPPCA,
+    MixturePriorLinear,
+    StudentTVAE,
+    TwoLayerGaussian,
+    grid_log_marginal,
+    vae_functions,
+)
 
 from ppl_vae import VAE, GaussianMixture, SVIConfig, train
 from ppl_vae.errors import ConfigError
@@ -33,16 +41,12 @@ from ppl_vae.inference import (
     posterior_moments,
     sample_posterior,
 )
-from ppl_vae.inference.objectives import direct_iwae_loss, has_direct_elbo, program_iwae_loss
-from ppl_vae.inference.program import inspect_program
-from user_programs import (
-    HandPPCA,
-    MixturePriorLinear,
-    StudentTVAE,
-    TwoLayerGaussian,
-    grid_log_marginal,
-    vae_functions,
+from ppl_vae.inference.objectives import (
+    direct_iwae_loss,
+    has_direct_elbo,
+    program_iwae_loss,
 )
+from ppl_vae.inference.program import inspect_program
 
 #: Allowed deviation in Monte Carlo standard errors (one-sided tail ~1e-5 per check).
 MC_Z = 4.5

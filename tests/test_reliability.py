@@ -30,7 +30,7 @@ from ppl_vae.checkpoint import content_digest, save_checkpoint
 from ppl_vae.cli import EXIT_ERROR, main
 from ppl_vae.errors import PplVaeError
 from ppl_vae.inference import iwae
-from ppl_vae.run_folder import MANIFEST_NAME
+from ppl_vae.training.run_folder import MANIFEST_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def _cli(args: list[str]) -> subprocess.Popen:
 def test_1_a_second_writer_gets_the_holders_pid_and_readers_keep_working(trained, capsys,
                                                                          tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom ppl_vae.run_folder import hold\n"
+        [sys.executable, "-c", "import sys, time\nfrom ppl_vae.training.run_folder import hold\n"
          f"with hold({str(trained)!r}, 'train'):\n print('held', flush=True)\n time.sleep(60)"],
         env=_env(), stdout=subprocess.PIPE, text=True)
     try:
@@ -525,7 +525,7 @@ def test_13_a_healthy_run_does_not_warn(trained, capsys):
     assert main(["evaluate", "--checkpoint", str(trained), "--elbo-samples", "2",
                  "--iwae-samples", "2"]) == 0
     history = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
-    from ppl_vae.inference.run_checks import warn_if_exploding
+    from ppl_vae.training.checks import warn_if_exploding
 
     with __import__("warnings").catch_warnings():
         __import__("warnings").simplefilter("error")
@@ -546,7 +546,7 @@ def _history(scores):
 def test_13_the_best_so_far_rule_warns_once_per_fall(scores, warns):
     import warnings
 
-    from ppl_vae.inference.run_checks import warn_if_exploding
+    from ppl_vae.training.checks import warn_if_exploding
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -14,7 +14,7 @@ import pytest
 
 from ppl_vae.checkpoint import atomic_write_text
 from ppl_vae.errors import ConfigError
-from ppl_vae.run_folder import LOCK_NAME, MANIFEST_NAME, claim_for_write, hold
+from ppl_vae.training.run_folder import LOCK_NAME, MANIFEST_NAME, claim_for_write, hold
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ def _holder(folder: Path) -> subprocess.Popen:
     """Another process holding ``folder`` until it is killed; returns once it holds it."""
     script = textwrap.dedent(f"""
         import sys, time
-        from ppl_vae.run_folder import hold
+        from ppl_vae.training.run_folder import hold
         with hold({str(folder)!r}, "train"):
             print("held", flush=True)
             time.sleep(120)

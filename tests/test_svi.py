@@ -10,9 +10,14 @@ import pytest
 import torch
 
 from ppl_vae.data import load_dataset
-from ppl_vae.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
-from ppl_vae.inference.svi import SVIConfig, kl_weight, train
+from ppl_vae.errors import (
+    CheckpointError,
+    ConfigError,
+    DataError,
+    TrainingDivergedError,
+)
 from ppl_vae.models import VAE, LinearGaussian
+from ppl_vae.training import SVIConfig, kl_weight, train
 
 
 @pytest.fixture(scope="module")

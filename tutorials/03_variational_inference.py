@@ -50,7 +50,8 @@ from pyro.infer import TraceMeanField_ELBO
 from torch.distributions import kl_divergence
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
-from ppl_vae.inference import elbo_terms, evaluation_data
+from ppl_vae.data import evaluation_data
+from ppl_vae.inference import elbo_terms
 from ppl_vae.plotting import image_grid
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"

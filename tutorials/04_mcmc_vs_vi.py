@@ -34,13 +34,13 @@ import pyro
 import torch
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
+from ppl_vae.data import evaluation_data
 from ppl_vae.inference import (
     CompareConfig,
     NUTSConfig,
     check_convergence,
     compare_posteriors,
     elbo,
-    evaluation_data,
     iwae,
     posterior_moments,
     sample_posterior,

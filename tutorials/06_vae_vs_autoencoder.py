@@ -41,8 +41,17 @@ import torch
 from matplotlib.patches import Circle, Rectangle
 from pyro.infer import TraceMeanField_ELBO
 
-from ppl_vae import VAE, Autoencoder, ConfigError, SVIConfig, load_dataset, resolve_device, train
-from ppl_vae.inference import elbo_terms, evaluation_data
+from ppl_vae import (
+    VAE,
+    Autoencoder,
+    ConfigError,
+    SVIConfig,
+    load_dataset,
+    resolve_device,
+    train,
+)
+from ppl_vae.data import evaluation_data
+from ppl_vae.inference import elbo_terms
 from ppl_vae.plotting import image_grid
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"

@@ -51,12 +51,12 @@ import pyro
 import torch
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
+from ppl_vae.data import evaluation_data
 from ppl_vae.inference import (
     CompareConfig,
     NUTSConfig,
     compare_posteriors,
     elbo,
-    evaluation_data,
     fit_local_gaussian,
     iwae,
     log_joint,

@@ -35,13 +35,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pyro
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
-from ppl_vae.inference import elbo_terms, evaluation_data, iwae
+from ppl_vae.data import evaluation_data
+from ppl_vae.inference import elbo_terms, iwae
 from ppl_vae.inference.latents import active_units, kl_per_dimension
 from ppl_vae.plotting import image_grid
 

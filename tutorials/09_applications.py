@@ -54,7 +54,8 @@ from ppl_vae.applications import (
     shift_images,
     stratified_subset,
 )
-from ppl_vae.inference import elbo, elbo_terms, evaluation_data, gaussian_kl, iwae
+from ppl_vae.data import evaluation_data
+from ppl_vae.inference import elbo, elbo_terms, gaussian_kl, iwae
 from ppl_vae.plotting import image_grid
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"

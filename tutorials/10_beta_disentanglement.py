@@ -46,7 +46,8 @@ import pyro
 import torch
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
-from ppl_vae.inference import elbo_terms, evaluation_data, kl_per_dimension
+from ppl_vae.data import evaluation_data
+from ppl_vae.inference import elbo_terms, kl_per_dimension
 from ppl_vae.inference.disentanglement import (
     correlation_matrix,
     mutual_information_gap,

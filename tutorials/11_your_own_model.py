@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
+from ppl_vae.data import evaluation_data
 from ppl_vae.errors import ConfigError
 from ppl_vae.inference import (
     CompareConfig,
@@ -52,7 +53,6 @@ from ppl_vae.inference import (
     check_convergence,
     compare_posteriors,
     elbo,
-    evaluation_data,
     inspect_program,
     iwae,
     naive_prior,

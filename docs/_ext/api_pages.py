@@ -24,16 +24,22 @@ from typing import Any
 from sphinx.application import Sphinx
 
 PACKAGE = "ppl_vae"
-PACKAGES = ("ppl_vae", "ppl_vae.models", "ppl_vae.inference")
+PACKAGES = ("ppl_vae", "ppl_vae.models", "ppl_vae.inference", "ppl_vae.training")
 #: Not library API: the command line has its own page (cli.md).
 SKIP = {"ppl_vae.cli"}
+
+
+def moved(name: str) -> bool:
+    """An old module path kept for one release (:mod:`ppl_vae._moved`): no page of its own."""
+    forwarder = getattr(importlib.import_module(name), "__getattr__", None)
+    return getattr(forwarder, "__module__", None) == "ppl_vae._moved"
 
 
 def modules() -> list[str]:
     root = importlib.import_module(PACKAGE)
     names = [info.name for info in pkgutil.walk_packages(root.__path__, PACKAGE + ".")]
     return sorted(name for name in names if name not in SKIP and name not in PACKAGES
-                  and not name.rsplit(".", 1)[-1].startswith("_"))
+                  and not name.rsplit(".", 1)[-1].startswith("_") and not moved(name))
 
 
 def canonical(obj: Any) -> str | None:
@@ -93,6 +99,7 @@ def _index_page(names: list[str]) -> str:
         "Packages": list(PACKAGES),
         "Models": [n for n in names if n.startswith("ppl_vae.models.")],
         "Inference": [n for n in names if n.startswith("ppl_vae.inference.")],
+        "Training": [n for n in names if n.startswith("ppl_vae.training.")],
         "Data, checkpoints, figures and the explorer": [
             n for n in names if n.count(".") == 1],
     }

@@ -36,6 +36,7 @@ from ppl_vae.inference.mcmc import (
     sample_posterior,
 )
 from ppl_vae.inference.objectives import (
+    ELBO_ESTIMATORS,
     ENGINES,
     OBJECTIVES,
     direct_elbo_loss,
@@ -48,13 +49,6 @@ from ppl_vae.inference.posteriors import (
     fit_local_gaussian,
 )
 from ppl_vae.inference.program import LatentSite, ProgramStructure, inspect_program
-from ppl_vae.inference.svi import (
-    ELBO_ESTIMATORS,
-    SVIConfig,
-    TrainResult,
-    evaluation_data,
-    train,
-)
 
 __all__ = [
     "ActiveUnits",
@@ -73,8 +67,6 @@ __all__ = [
     "NUTSConfig",
     "OBJECTIVES",
     "ProgramStructure",
-    "SVIConfig",
-    "TrainResult",
     "active_units",
     "batched_nuts",
     "check_convergence",
@@ -83,7 +75,6 @@ __all__ = [
     "direct_elbo_loss",
     "elbo",
     "elbo_terms",
-    "evaluation_data",
     "fit_flow_posterior",
     "fit_local_gaussian",
     "gaussian_kl",
@@ -99,6 +90,10 @@ __all__ = [
     "posterior_moments",
     "sample_posterior",
     "to_inference_data",
-    "train",
     "traversal_codes",
 ]
+
+# Training moved to ppl_vae.training; the old names still resolve here, with a warning, for one release.
+from ppl_vae._moved import forward  # noqa: E402
+
+__getattr__ = forward(__name__, "ppl_vae.training")

@@ -3,7 +3,7 @@
 Users of Pyro write a latent variable model as two plain functions that
 register their networks with ``pyro.module`` (or ``pyro.param``) and keep
 every local latent inside a plate over the data points. :class:`PyroProgram`
-holds such a pair so that :func:`~ppl_vae.inference.train` can train it like
+holds such a pair so that :func:`~ppl_vae.training.train` can train it like
 the library's own models: it finds the parameters by tracing the functions
 once (as ``pyro.infer.SVI`` does), exposes them as ``parameters()`` and
 ``state_dict()`` (so checkpoints and resuming work), and gives the functions

@@ -13,14 +13,14 @@ import torch
 import torch.distributed as dist
 
 from ppl_vae import VAE, LinearGaussian, SVIConfig, load_dataset, train
-from ppl_vae.inference.distributed import (
+from ppl_vae.inference.objectives import direct_elbo_loss, make_loss
+from ppl_vae.training.distributed import (
     current_world,
     data_parallel_loss,
     init_distributed,
     mean_over_processes,
     shutdown,
 )
-from ppl_vae.inference.objectives import direct_elbo_loss, make_loss
 
 
 def losses_on_one_global_batch(rows: int) -> tuple[float, float]:
