@@ -117,9 +117,10 @@ def _check_port(model: torch.nn.Module, x: torch.Tensor):
     from peers import jax_vae
 
     params = jax_vae.port(model)
-    difference = jax_vae.check_port(model, params, x)
-    print(f"JAX port checked: log joint relative difference {difference:.1e} "
-          f"(allowed {jax_vae.LOG_JOINT_RTOL:.0e})", flush=True)
+    check = jax_vae.check_port(model, params, x)
+    print(f"JAX port checked: log joint relative difference {check.to_float64:.1e} to ppl_vae's in "
+          f"float64 (allowed {jax_vae.LOG_JOINT_RTOL:.0e}), {check.to_float32:.1e} to its float32 value",
+          flush=True)
     return params
 
 

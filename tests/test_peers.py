@@ -53,8 +53,11 @@ def test_jax_port_log_joint_equals_ppl_vae(small_problem):
 
     params = jax_vae.port(small_problem.model)
     z = torch.randn(3, len(small_problem.x), 4, generator=torch.Generator().manual_seed(1))
-    assert jax_vae.check_port(small_problem.model, params, small_problem.x, z) <= jax_vae.LOG_JOINT_RTOL
-    assert jax_vae.check_port(small_problem.model, params, small_problem.x) <= jax_vae.LOG_JOINT_RTOL
+    for check in (jax_vae.check_port(small_problem.model, params, small_problem.x, z),
+                  jax_vae.check_port(small_problem.model, params, small_problem.x)):
+        assert check.to_float64 <= jax_vae.LOG_JOINT_RTOL
+        # ppl_vae's float32 value rounds on its own: at most the two roundings apart
+        assert check.to_float32 <= 2 * jax_vae.LOG_JOINT_RTOL
 
 
 def test_jax_port_check_catches_a_wrong_port(small_problem):

@@ -13,7 +13,9 @@ shape (in, out) so that a layer is ``h @ W + b``.
 
 from __future__ import annotations
 
+import copy
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -26,10 +28,12 @@ from ppl_vae.inference.likelihood import log_joint as ppl_vae_log_joint
 from ppl_vae.models import VAE
 from ppl_vae.models.networks import MIN_SCALE
 
-#: The largest relative difference allowed between the JAX and the torch log joint:
-#: both are float32 sums of ~800 terms (784 pixels + latents) after float32 matrix
-#: products summed in different orders; float32's unit roundoff is 6e-8, and the
-#: issue's bar for "the same function up to float32 rounding" is 1e-6.
+#: The largest relative difference allowed between the port's float32 log joint and
+#: ppl_vae's, evaluated in float64 (a double copy of the model: its exact value). The
+#: port's sums of ~800 terms (784 pixels + latents) after float32 matrix products come
+#: within 2e-7 of it on the trained latent-20 model; 1e-6 is the issue's bar for "the
+#: same function up to float32 rounding". (ppl_vae's own float32 evaluation is 7e-7
+#: from the float64 value there, so float32 against float32 would leave little margin.)
 LOG_JOINT_RTOL = 1e-6
 
 Params = dict[str, list[tuple[jax.Array, jax.Array]]]
@@ -97,9 +101,29 @@ def log_joint(params: Params, x: jax.Array, z: jax.Array) -> jax.Array:
     return log_prior(z) + log_likelihood(params, x, z)
 
 
+@dataclass(frozen=True)
+class PortCheck:
+    """How far the port's log joint is from ppl_vae's, relative, largest over all points and draws.
+
+    Attributes
+    ----------
+    to_float64 : float
+        Against ppl_vae's ``log_joint`` of a float64 copy of the model (what is checked).
+    to_float32 : float
+        Against ppl_vae's ``log_joint`` of the model as it is (float32), for the record.
+    """
+
+    to_float64: float
+    to_float32: float
+
+
+def _relative(got: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.max(np.abs(got - expected) / np.abs(expected)))
+
+
 def check_port(model: VAE, params: Params, x: torch.Tensor, z: torch.Tensor | None = None,
-               seed: int = 0) -> float:
-    """Evaluate the log joint of the same ``(x, z)`` with ppl_vae and with the port; return the difference.
+               seed: int = 0) -> PortCheck:
+    """Evaluate the log joint of the same ``(x, z)`` with ppl_vae and with the port, and compare.
 
     Parameters
     ----------
@@ -112,13 +136,13 @@ def check_port(model: VAE, params: Params, x: torch.Tensor, z: torch.Tensor | No
 
     Returns
     -------
-    float
-        The largest relative difference ``|jax - torch| / |torch|``.
+    PortCheck
 
     Raises
     ------
     AssertionError
-        If it exceeds :data:`LOG_JOINT_RTOL`: the port does not compute the model.
+        If the difference to the float64 value exceeds :data:`LOG_JOINT_RTOL`:
+        the port does not compute the model.
     """
     x = x.detach().float().cpu()
     with torch.no_grad():
@@ -126,14 +150,16 @@ def check_port(model: VAE, params: Params, x: torch.Tensor, z: torch.Tensor | No
             loc, scale = model.encode(x)
             generator = torch.Generator().manual_seed(seed)
             z = loc + scale * torch.randn(loc.shape, generator=generator)
-        expected = ppl_vae_log_joint(model, x, z.float()).double().numpy()
+        z = z.float()
+        exact = ppl_vae_log_joint(copy.deepcopy(model).double(), x.double(), z.double()).numpy()
+        single = ppl_vae_log_joint(model, x, z).double().numpy()
     got = np.asarray(jax.jit(log_joint)(params, jnp.asarray(x.numpy()), jnp.asarray(z.numpy())),
                      dtype=np.float64)
-    difference = float(np.max(np.abs(got - expected) / np.abs(expected)))
-    if not difference <= LOG_JOINT_RTOL:
-        raise AssertionError(f"the JAX port's log joint differs from ppl_vae's by {difference:.2e} "
+    check = PortCheck(_relative(got, exact), _relative(got, single))
+    if not check.to_float64 <= LOG_JOINT_RTOL:
+        raise AssertionError(f"the JAX port's log joint differs from ppl_vae's by {check.to_float64:.2e} "
                              f"(relative; allowed {LOG_JOINT_RTOL:.0e}): the port does not compute the model")
-    return difference
+    return check
 
 
 def as_jax(value: torch.Tensor | Any) -> jax.Array:
