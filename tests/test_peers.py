@@ -155,3 +155,51 @@ def test_quick_driver_runs_end_to_end(capsys, tmp_path):
         assert nuts[sampler]["min_bulk_ess"] > 0
         assert nuts[sampler]["mean_longest_lane_steps_per_draw"] >= nuts[sampler]["mean_leapfrog_steps_per_draw"]
     assert "JAX port checked" in capsys.readouterr().out
+
+
+def test_nuts_starts_are_the_ones_ppl_vae_uses(monkeypatch):
+    """The peers' chain starts and initial inverse mass equal what sample_posterior passes batched_nuts."""
+    from peers.problems import evaluation_digits, load_vae, nuts_starts
+
+    import ppl_vae.inference.mcmc as mcmc
+
+    model, x = load_vae(None, latent_dim=2, hidden=16, seed=5), evaluation_digits(None, 3)
+    config = mcmc.NUTSConfig(num_samples=5, warmup_steps=5, num_chains=3, seed=7)
+    seen = {}
+
+    def capture(potential, init, num_samples, warmup_steps, **kwargs):
+        seen["init"], seen["inverse_mass"] = init, kwargs["inverse_mass"]
+        raise StopIteration
+
+    monkeypatch.setattr(mcmc, "batched_nuts", capture)
+    with pytest.raises(StopIteration):
+        mcmc.sample_posterior(model, x, config)
+    init, inverse_mass = nuts_starts(model, x, config)
+    assert init.shape == (3, 3, 2) and inverse_mass.shape == (3, 3, 2, 2)
+    # ppl_vae's rows are chain-major: chain c's points are rows c * num_points ...
+    assert torch.equal(init.reshape(-1, 2), seen["init"])
+    assert torch.equal(torch.diag_embed(seen["inverse_mass"]), inverse_mass.reshape(-1, 2, 2))
+    assert not torch.equal(init[0], init[1])  # each chain its own seed
+
+
+def test_numpyro_objective_is_ppl_vae_elbo(small_problem):
+    """NumPyro's loss at a ppl_vae model's weights estimates minus the sum of ppl_vae's ELBOs."""
+    pytest.importorskip("numpyro")
+    import jax
+    import numpy as np
+    from peers import jax_vae, numpyro_svi
+
+    from ppl_vae import elbo
+
+    model, x = small_problem.model, small_problem.x
+    svi = numpyro_svi.make_svi(784, 4, 32, num_data=len(x), init=jax_vae.port(model))
+    batch = jax_vae.as_jax(x)
+    params = svi.get_params(svi.init(jax.random.key(0), batch))
+    loss = jax.jit(lambda key: svi.loss.loss(key, params, svi.model, svi.guide, batch))
+    losses = np.array([float(loss(key)) for key in jax.random.split(jax.random.key(1), 200)])
+    torch.manual_seed(0)
+    expected = elbo(model, x, num_samples=200)
+    expected_sum = -float(expected.per_point.double().sum())
+    expected_stderr = math.sqrt(float((expected.stderr.double() ** 2).sum()))
+    stderr = math.sqrt(losses.var(ddof=1) / len(losses) + expected_stderr**2)
+    assert abs(losses.mean() - expected_sum) <= MC_Z * stderr

@@ -31,7 +31,7 @@ import numpyro.distributions as dist
 from numpyro.infer import SVI, TraceMeanField_ELBO
 from numpyro.optim import Adam
 
-from peers.jax_vae import mlp
+from peers.jax_vae import Params, mlp
 from ppl_vae.models.networks import MIN_SCALE
 
 VARIANTS = ("step", "epoch")
@@ -75,11 +75,22 @@ def _params(name: str, init: list[tuple[jax.Array, jax.Array]]) -> list[tuple[ja
             for i, (w, b) in enumerate(init)]
 
 
-def make_svi(data_dim: int, latent_dim: int, hidden: int, num_data: int, seed: int = 0) -> SVI:
-    """The NumPyro SVI object of the VAE: model and guide as plain functions, Adam 1e-3."""
-    decoder_key, encoder_key = jax.random.split(jax.random.key(seed))
-    decoder_init = _init_mlp(decoder_key, [latent_dim, hidden, data_dim])
-    encoder_init = _init_mlp(encoder_key, [data_dim, hidden, 2 * latent_dim])
+def make_svi(data_dim: int, latent_dim: int, hidden: int, num_data: int, seed: int = 0,
+             init: Params | None = None) -> SVI:
+    """The NumPyro SVI object of the VAE: model and guide as plain functions, Adam 1e-3.
+
+    Parameters
+    ----------
+    num_data : int
+        Size of the data set; the plate scales a minibatch's terms by ``num_data / batch``.
+    init : pytree from :func:`peers.jax_vae.port`, optional
+        Start from a ppl_vae model's weights (default: torch's initialization scheme, seeded ``seed``).
+    """
+    if init is None:
+        decoder_key, encoder_key = jax.random.split(jax.random.key(seed))
+        init = {"decoder": _init_mlp(decoder_key, [latent_dim, hidden, data_dim]),
+                "encoder": _init_mlp(encoder_key, [data_dim, hidden, 2 * latent_dim])}
+    decoder_init, encoder_init = init["decoder"], init["encoder"]
 
     def model(batch: jax.Array) -> None:
         decoder = _params("decoder", decoder_init)
