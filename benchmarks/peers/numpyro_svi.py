@@ -43,6 +43,7 @@ class SVITiming:
 
     Attributes
     ----------
+    variant : {"step", "epoch"}
     ms_per_step : float
         Median over the timed epochs of the epoch time, per step.
     compile_s : float
@@ -123,6 +124,10 @@ def run(x: jax.Array, latent_dim: int, batch_size: int, variant: str, num_epochs
     x : Array, shape (num_data, data_dim)
         Grey-level images in [0, 1] (binarized afresh every epoch).
     variant : {"step", "epoch"}
+
+    Returns
+    -------
+    SVITiming
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
