@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 OUT ?= runs/demo
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test test-all venv bench docs docs-smoke docs-clean
+.PHONY: demo test test-all venv bench bench-peers docs docs-smoke docs-clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,6 +41,13 @@ bench: $(STAMP) runs/z2/checkpoint.pt
 	$(PYTHON) benchmarks/svi_throughput.py --out runs/bench/svi.json
 	$(PYTHON) benchmarks/iwae_evaluation.py --checkpoint $(OUT) --out runs/bench/iwae.json
 	$(PYTHON) benchmarks/nuts_schemes.py --checkpoint runs/z2 --baseline-points 5 --out runs/bench/nuts.json
+
+## ppl_vae against the compiled JAX peers (NumPyro SVI, BlackJAX NUTS, a jitted IWAE) in one run;
+## installs the bench extra (jax, numpyro, blackjax) into .venv; needs `make demo` first.
+bench-peers: $(STAMP) runs/z2/checkpoint.pt
+	$(PYTHON) -m pip install --quiet -e ".[bench]"
+	mkdir -p runs/bench
+	$(PYTHON) benchmarks/peers_vs_ppl_vae.py --checkpoint $(OUT) --checkpoint-z2 runs/z2 --out runs/bench/peers.json
 
 DOCS_BUILD := docs/_build
 SPHINX := $(PYTHON) -m sphinx -b html -W --keep-going
