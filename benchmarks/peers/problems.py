@@ -21,10 +21,9 @@ from dataclasses import dataclass
 import torch
 
 from ppl_vae.checkpoint import load_checkpoint
-from ppl_vae.data import load_dataset
+from ppl_vae.data import evaluation_data, load_dataset
 from ppl_vae.errors import ConfigError
 from ppl_vae.inference.mcmc import NUTSConfig, _initial_points
-from ppl_vae.inference.svi import evaluation_data
 from ppl_vae.models import VAE, build_model
 
 
