@@ -22,6 +22,7 @@ from ppl_vae.models import (
     GaussianMixture,
     LinearGaussian,
     PyroProgram,
+    TwoLayerVAE,
     build_model,
 )
 from ppl_vae.training import SVIConfig, TrainResult, train
@@ -39,6 +40,7 @@ __all__ = [
     "LinearGaussian",
     "PplVaeError",
     "PyroProgram",
+    "TwoLayerVAE",
     "SVIConfig",
     "TrainResult",
     "TrainingDivergedError",

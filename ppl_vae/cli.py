@@ -105,11 +105,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_model(parser: argparse.ArgumentParser, training: bool = False) -> None:
-    what = ("train this model class instead of ppl_vae's VAE: a subclass of VAE (or of another "
+    what = ("train this model class instead of ppl_vae's VAE: TwoLayerVAE (two stochastic "
+            "layers, the better log p(x)), or PACKAGE.MODULE:CLASS, a subclass of VAE (or of another "
             "ppl_vae model) that takes the VAE's arguments, e.g. one with another prior()"
             if training else "the model class a checkpoint was trained with, when it is defined "
             "outside ppl_vae (ppl_vae imports code only when you name it)")
-    parser.add_argument("--model", default=None, metavar="PACKAGE.MODULE:CLASS", help=what)
+    parser.add_argument("--model", default=None, metavar="CLASS", help=what)
 
 
 def _add_device(parser: argparse.ArgumentParser) -> None:

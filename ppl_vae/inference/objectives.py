@@ -301,6 +301,10 @@ def make_loss(model: Any, estimator: str, num_particles: int, engine: str = "aut
         elbo = TraceEnum_ELBO(num_particles=num_particles, vectorize_particles=num_particles > 1,
                               max_plate_nesting=structure.max_plate_nesting)
     else:
+        if estimator == "meanfield" and structure is not None and not structure.guide_in_model_order:
+            # The closed-form KL of each site against its prior given the guide's draws of the
+            # others is exact only when the guide draws the sites in the model's order.
+            estimator = "trace"
         elbo = ELBO_ESTIMATORS[estimator](num_particles=num_particles,
                                           vectorize_particles=num_particles > 1)
     pyro_loss = elbo.differentiable_loss

@@ -19,11 +19,13 @@ from ppl_vae.models.gan import (
 from ppl_vae.models.linear_gaussian import LinearGaussian
 from ppl_vae.models.mixture import GaussianMixture
 from ppl_vae.models.program import PyroProgram
+from ppl_vae.models.two_layer import TwoLayerVAE
 from ppl_vae.models.vae import VAE
 
 #: Model classes a checkpoint can name.
 MODEL_CLASSES: dict[str, type[ProbabilisticModel]] = {
     "VAE": VAE,
+    "TwoLayerVAE": TwoLayerVAE,
     "LinearGaussian": LinearGaussian,
     "GaussianMixture": GaussianMixture,
     "Autoencoder": Autoencoder,
@@ -39,16 +41,20 @@ def model_class_name(model_type: type) -> str:
 
 
 def import_model_class(path: str) -> type[ProbabilisticModel]:
-    """The class named ``package.module:Name`` (e.g. a subclass of :class:`VAE` a user wrote).
+    """The class named ``package.module:Name`` (e.g. a subclass of :class:`VAE` a user wrote),
+    or the name of one of ppl_vae's own classes (:data:`MODEL_CLASSES`, e.g. ``TwoLayerVAE``).
 
     Raises
     ------
     ConfigError
         If the path is malformed, cannot be imported, or names no ppl_vae model class.
     """
+    if path in MODEL_CLASSES:
+        return MODEL_CLASSES[path]
     module_name, _, qualname = path.partition(":")
     if not module_name or not qualname:
-        raise ConfigError(f"--model must look like package.module:ClassName; got {path!r}")
+        raise ConfigError(f"--model must be one of {', '.join(MODEL_CLASSES)} or look like "
+                          f"package.module:ClassName; got {path!r}")
     try:
         target: Any = importlib.import_module(module_name)
         for part in qualname.split("."):
@@ -103,5 +109,5 @@ def build_model(model_class: str, config: dict[str, Any],
 
 
 __all__ = ["GAN", "LIKELIHOODS", "MODEL_CLASSES", "Autoencoder", "GANConfig", "GANResult",
-           "GaussianMixture", "Inversion", "LinearGaussian", "ProbabilisticModel", "PyroProgram", "VAE",
-           "build_model", "import_model_class", "invert_generator", "model_class_name", "train_gan"]
+           "GaussianMixture", "Inversion", "LinearGaussian", "ProbabilisticModel", "PyroProgram",
+           "TwoLayerVAE", "VAE", "build_model", "import_model_class", "invert_generator", "model_class_name", "train_gan"]
