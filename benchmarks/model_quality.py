@@ -22,9 +22,9 @@ bound on log p(x) (K = ``--iwae-samples``):
   with K = 5 (``two_site_iwae5``).
 
 Equal CPU time: the standard VAE trains for ``--budget-epochs``; every other
-configuration first runs two calibration epochs, and then trains for as
-many epochs as fit in the standard run's measured training time at the
-second epoch's speed. ``--epochs`` instead gives every configuration the same
+configuration first runs a few calibration epochs, and then trains for as
+many epochs as fit in the standard run's measured training time at their
+median speed. ``--epochs`` instead gives every configuration the same
 number of epochs. Run it on an otherwise idle machine: the budget is wall time.
 """
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,10 +77,14 @@ def _train(configuration: Configuration, data, epochs: int) -> tuple[Callable, C
     return model, None, train(model, data.train_x, SVIConfig(**settings), progress=False).history
 
 
+#: Epochs of the calibration run; the first pays the warm-up and is not counted.
+CALIBRATION_EPOCHS = 5
+
+
 def _seconds_per_epoch(configuration: Configuration, data) -> float:
-    """The second of two epochs (the first pays warm-up)."""
-    history = _train(configuration, data, 2)[2]
-    return history[1]["wall_time"] - history[0]["wall_time"]
+    """The median time of epochs 2 to :data:`CALIBRATION_EPOCHS` of a calibration run."""
+    times = [row["wall_time"] for row in _train(configuration, data, CALIBRATION_EPOCHS)[2]]
+    return statistics.median(later - earlier for earlier, later in zip(times, times[1:]))
 
 
 def _score(model: Callable, guide: Callable | None, test_x: torch.Tensor, iwae_samples: int) -> dict:
