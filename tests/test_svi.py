@@ -9,6 +9,7 @@ import pyro
 import pytest
 import torch
 
+from ppl_vae.checkpoint import save_checkpoint
 from ppl_vae.data import load_dataset
 from ppl_vae.errors import (
     CheckpointError,
@@ -103,6 +104,29 @@ def test_existing_output_is_not_overwritten_without_asking(digits, tmp_path):
     with pytest.raises(ConfigError, match="--resume.*--overwrite"):
         train(small_vae(), digits.train_x, fast_config(epochs=1), out_dir=tmp_path)
     train(small_vae(), digits.train_x, fast_config(epochs=1), out_dir=tmp_path, overwrite=True)
+
+
+def test_adam_is_fused_and_a_checkpoint_of_the_unfused_one_resumes_as_written(digits, tmp_path,
+                                                                              monkeypatch):
+    """Checkpoints written before Adam was fused (fused=None) resume, with the kernel they were
+    written with, so the continued run is the one that was interrupted."""
+    vae = small_vae()
+    train(vae, digits.train_x, fast_config(epochs=1), out_dir=tmp_path)
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert checkpoint["optimizer_state"]["param_groups"][0]["fused"] is True
+    checkpoint["optimizer_state"]["param_groups"][0]["fused"] = None
+    save_checkpoint(tmp_path / "checkpoint.pt", checkpoint)
+    resumed = small_vae()
+    captured = {}
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        captured["fused"] = self.param_groups[0]["fused"]
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    result = train(resumed, digits.train_x, fast_config(epochs=2), out_dir=tmp_path, resume=True)
+    assert captured["fused"] is None and [r["epoch"] for r in result.history] == [1, 2]
 
 
 def test_resume_refuses_another_model_or_setting(digits, tmp_path):

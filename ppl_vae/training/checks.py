@@ -105,6 +105,11 @@ def check_resume(checkpoint: dict[str, Any], epochs: int, fingerprint: dict[str,
             RuntimeWarning, stacklevel=3)
 
 
+#: Optimizer settings that choose a kernel, not the update (None, True or False): a checkpoint
+#: written with another choice (e.g. before Adam was fused) resumes with the one it was written with.
+KERNEL_CHOICES = ("fused", "foreach", "capturable")
+
+
 def load_training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                         checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
     """Load the weights and the optimizer state, turning any mismatch into a one-line error.
@@ -133,7 +138,10 @@ def load_training_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer
         if not isinstance(group, dict) or set(group) != set(expected):
             raise refuse("the optimizer's settings differ")
         for key, value in expected.items():
-            if key != "params" and type(group[key]) is not type(value):
+            if key == "params" or (key in KERNEL_CHOICES and {type(group[key]), type(value)}
+                                   <= {bool, type(None)}):
+                continue
+            if type(group[key]) is not type(value):
                 raise refuse(f"the optimizer's {key} is {group[key]!r}")
     try:
         model.load_state_dict(checkpoint["model_state"])
