@@ -34,7 +34,6 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import pyro
@@ -66,15 +65,15 @@ CONFIGURATIONS = {
 }
 
 
-def _train(configuration: Configuration, data, epochs: int) -> tuple[Callable, Callable | None, list]:
-    """Train one configuration; return its model (object or function), guide and history."""
+def _train(configuration: Configuration, data, epochs: int) -> tuple[torch.nn.Module, list]:
+    """Train one configuration; return its model and history."""
     pyro.clear_param_store()
     torch.manual_seed(0)
     settings = dict(epochs=epochs, binarize="dynamic", seed=0, objective=configuration.objective,
                     num_particles=configuration.num_particles)
     model = (TwoLayerVAE(data.data_dim, LATENT, hidden_dims=(HIDDEN,)) if configuration.two_site
              else VAE(data.data_dim, LATENT, hidden_dims=(HIDDEN,)))
-    return model, None, train(model, data.train_x, SVIConfig(**settings), progress=False).history
+    return model, train(model, data.train_x, SVIConfig(**settings), progress=False).history
 
 
 #: Epochs of the calibration run; the first pays the warm-up and is not counted.
@@ -83,15 +82,15 @@ CALIBRATION_EPOCHS = 5
 
 def _seconds_per_epoch(configuration: Configuration, data) -> float:
     """The median time of epochs 2 to :data:`CALIBRATION_EPOCHS` of a calibration run."""
-    times = [row["wall_time"] for row in _train(configuration, data, CALIBRATION_EPOCHS)[2]]
+    times = [row["wall_time"] for row in _train(configuration, data, CALIBRATION_EPOCHS)[1]]
     return statistics.median(later - earlier for earlier, later in zip(times, times[1:]))
 
 
-def _score(model: Callable, guide: Callable | None, test_x: torch.Tensor, iwae_samples: int) -> dict:
+def _score(model: torch.nn.Module, test_x: torch.Tensor, iwae_samples: int) -> dict:
     pyro.set_rng_seed(1)
     with torch.no_grad():
-        lower = elbo(model, test_x, ELBO_SAMPLES, guide=guide)
-        bound = iwae(model, test_x, iwae_samples, guide=guide)
+        lower = elbo(model, test_x, ELBO_SAMPLES)
+        bound = iwae(model, test_x, iwae_samples)
     return {"test_elbo": lower.mean, "test_elbo_stderr": lower.mean_stderr,
             "test_iwae": bound.mean, "test_iwae_stderr": bound.mean_stderr,
             "iwae_flagged_share": bound.flagged_share}
@@ -124,14 +123,14 @@ def main() -> None:
             epochs = budget_epochs
         else:
             if budget_seconds is None:
-                budget_seconds = _train(CONFIGURATIONS["standard"], data, budget_epochs)[2][-1]["wall_time"]
+                budget_seconds = _train(CONFIGURATIONS["standard"], data, budget_epochs)[1][-1]["wall_time"]
             epochs = max(1, round(budget_seconds / _seconds_per_epoch(configuration, data)))
         started = time.perf_counter()
-        model, guide, history = _train(configuration, data, epochs)
+        model, history = _train(configuration, data, epochs)
         train_seconds = history[-1]["wall_time"]
         if name == "standard":
             budget_seconds = train_seconds
-        scores = _score(model, guide, test_x, iwae_samples)
+        scores = _score(model, test_x, iwae_samples)
         row = {"config": name, "epochs": epochs, "train_seconds": train_seconds,
                "score_seconds": time.perf_counter() - started - train_seconds, **scores}
         rows.append(row)
