@@ -12,29 +12,42 @@ the call in between.
 from __future__ import annotations
 
 import functools
+import random
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
-import pyro.util
+import numpy as np
 import torch
 
 Parameters = ParamSpec("Parameters")
 Result = TypeVar("Result")
 
 
-def global_rng_state() -> dict[str, Any]:
-    """Every global generator's state: torch (CPU, and CUDA once initialized), random, NumPy."""
-    state = pyro.util.get_rng_state()
+def torch_rng_state() -> dict[str, Any]:
+    """torch's generator states (CPU, and CUDA once initialized): what a training checkpoint holds."""
+    state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def set_torch_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`torch_rng_state` returned (from any device a checkpoint was mapped to)."""
+    torch.set_rng_state(state["torch"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
+def global_rng_state() -> dict[str, Any]:
+    """Every global generator's state: torch (CPU, and CUDA once initialized), random, NumPy."""
+    return {**torch_rng_state(), "random": random.getstate(), "numpy": np.random.get_state()}
+
+
 def set_global_rng_state(state: dict[str, Any]) -> None:
     """Restore what :func:`global_rng_state` returned."""
-    pyro.util.set_rng_state(state)
-    if "cuda" in state:
-        torch.cuda.set_rng_state_all(state["cuda"])
+    set_torch_rng_state(state)
+    random.setstate(state["random"])
+    np.random.set_state(state["numpy"])
 
 
 def keeps_global_rng(function: Callable[Parameters, Result]) -> Callable[Parameters, Result]:

@@ -26,7 +26,12 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ppl_vae.models.base import ProbabilisticModel, check_batch, data_plate, latent_scale
+from ppl_vae.models.base import (
+    ProbabilisticModel,
+    check_batch,
+    data_plate,
+    latent_scale,
+)
 from ppl_vae.models.networks import GaussianEncoder
 from ppl_vae.models.neural import NeuralLikelihoodMixin
 from ppl_vae.validation import check_positive_int

@@ -20,27 +20,14 @@ import torch
 
 from ppl_vae.checkpoint import check_same_config, load_checkpoint
 from ppl_vae.models import model_class_name
+from ppl_vae.rng import set_torch_rng_state as set_rng_state
+from ppl_vae.rng import torch_rng_state as rng_state
 from ppl_vae.training.checks import check_resume, load_training_state
 from ppl_vae.training.config import SVIConfig
 from ppl_vae.training.distributed import World
 
 #: Separates the seeds of epochs (data order) and of resumed runs (noise) in distributed training.
 RESUME_SEED_STRIDE = 100_003
-
-
-def rng_state() -> dict[str, Any]:
-    """torch's global generator states (CPU, and CUDA once initialized), as a checkpoint holds them."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restore what :func:`rng_state` returned."""
-    torch.set_rng_state(state["torch"].cpu())
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 @dataclass
