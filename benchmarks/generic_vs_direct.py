@@ -3,7 +3,7 @@
 Usage::
 
     python benchmarks/generic_vs_direct.py [--checkpoint runs/demo] [--nuts-checkpoint runs/z2]
-        [--out generic.json] [--quick]
+        [--device auto] [--out generic.json] [--quick]
 
 For the library's VAE the same three pieces of work run three ways, interleaved:
 
@@ -20,7 +20,8 @@ Work: one SVI step (784-400-20, batch 128, 4,500 mnist5k digits), the IWAE
 bound at K (5,000) on the 500 test digits, and batched NUTS on the first 100
 test digits of a latent-2 model (4 chains x (200 + 200) draws). Times are
 medians of ``--repeats``; the figure of merit for NUTS is seconds, with the
-same seed, starting points and number of draws for all three.
+same seed, starting points and number of draws for all three. On a GPU every
+timed piece ends in a device sync.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-from ppl_vae import VAE, load_checkpoint, load_dataset
+from ppl_vae import VAE, load_checkpoint, load_dataset, resolve_device
 from ppl_vae.data import evaluation_data
 from ppl_vae.inference import NUTSConfig, iwae, sample_posterior
 from ppl_vae.inference.objectives import make_loss
@@ -70,11 +71,17 @@ def as_functions(vae: VAE) -> tuple[Callable, Callable]:
     return model, guide
 
 
+def _sync() -> None:
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def _time(work: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         work()
+        _sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -99,6 +106,7 @@ def svi_step_ms(vae: VAE, x: torch.Tensor, steps: int, repeats: int) -> dict[str
                     optimizers[name].zero_grad(set_to_none=True)
                     loss.backward()
                     optimizers[name].step()
+                _sync()
                 times[name].append(1000 * (time.perf_counter() - start) / steps)
     return {name: statistics.median(values) for name, values in times.items()}
 
@@ -126,12 +134,14 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=5000, help="IWAE samples K per point")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny sizes")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    data = load_dataset("mnist5k")
+    device = resolve_device(args.device)
+    data = load_dataset("mnist5k").to(device)
     test = evaluation_data(data.test_x, "dynamic", 0)
-    vae = _load(args.checkpoint, 20).eval()
-    vae2 = _load(args.nuts_checkpoint, 2).eval()
+    vae = _load(args.checkpoint, 20).to(device).eval()
+    vae2 = _load(args.nuts_checkpoint, 2).to(device).eval()
     quick = args.quick
     nuts = NUTSConfig(num_samples=20 if quick else 200, warmup_steps=20 if quick else 200, seed=0)
     rows = {
@@ -140,7 +150,7 @@ def main() -> None:
                                1 if quick else args.repeats),
         "nuts_s": nuts_seconds(vae2, test[:5] if quick else test[:100], nuts, 1),
     }
-    print(f"{torch.get_num_threads()} threads; ratio = time / direct")
+    print(f"device {device}, {torch.get_num_threads()} threads; ratio = time / direct")
     print(f"{'work':>12} {'direct':>10} {'generic':>10} {'ratio':>6} {'functions':>10} {'ratio':>6}")
     for work, row in rows.items():
         print(f"{work:>12} {row['direct']:>10.3f} {row['generic']:>10.3f} "

@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/iwae_evaluation.py [--checkpoint runs/demo] [--num-samples 5000] [--out iwae.json]
+    python benchmarks/iwae_evaluation.py [--checkpoint runs/demo] [--num-samples 5000] [--device auto]
+                                         [--out iwae.json]
 
 Both compute the importance-weighted bound log (1/K) sum_k p(x, z_k) / q(z_k | x)
 with K samples per point for the 500 binarized mnist5k test digits:
@@ -15,7 +16,8 @@ with K samples per point for the 500 binarized mnist5k test digits:
 
 Each method runs in a fresh subprocess so that its peak resident memory
 (``ru_maxrss``) is its own; the figure includes the ~0.4 GiB that importing
-torch and Pyro costs. Timings are medians of ``--repeats`` runs.
+torch and Pyro costs; on a GPU the peak of allocated GPU memory is reported
+too. Timings are medians of ``--repeats`` runs, each ending in a device sync.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import time
 
 import torch
 
-from ppl_vae import VAE, load_checkpoint, load_dataset
+from ppl_vae import VAE, load_checkpoint, load_dataset, resolve_device
 from ppl_vae.data import evaluation_data
 from ppl_vae.inference import iwae
 from ppl_vae.models import build_model
@@ -62,8 +64,10 @@ def per_point_iwae(model: VAE, x: torch.Tensor, num_samples: int) -> torch.Tenso
     return torch.cat(values)
 
 
-def _child(method: str, checkpoint: str | None, num_samples: int, repeats: int) -> None:
+def _child(method: str, checkpoint: str | None, num_samples: int, repeats: int,
+           device: torch.device) -> None:
     model, x = _model_and_points(checkpoint)
+    model, x = model.to(device), x.to(device)
     times, value = [], None
     for repeat in range(repeats):
         torch.manual_seed(repeat)
@@ -72,11 +76,15 @@ def _child(method: str, checkpoint: str | None, num_samples: int, repeats: int) 
             value = iwae(model, x, num_samples).per_point
         else:
             value = per_point_iwae(model, x, num_samples)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
     print(json.dumps({
         "method": method, "seconds": statistics.median(times), "num_points": len(x),
         "mean_iwae": float(value.mean()),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "device": str(device),
+        "peak_gpu_mib": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }))
 
 
@@ -85,23 +93,24 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="a trained model (default: untrained)")
     parser.add_argument("--num-samples", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--out", default=None)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.child, args.checkpoint, args.num_samples, args.repeats)
+        _child(args.child, args.checkpoint, args.num_samples, args.repeats, resolve_device(args.device))
         return
 
     rows = {}
     for method in ("ppl_vae", "per_point"):
         command = [sys.executable, __file__, "--child", method, "--num-samples",
-                   str(args.num_samples), "--repeats", str(args.repeats)]
+                   str(args.num_samples), "--repeats", str(args.repeats), "--device", args.device]
         if args.checkpoint:
             command += ["--checkpoint", args.checkpoint]
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         rows[method] = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"IWAE, K = {args.num_samples}, {rows['ppl_vae']['num_points']} test digits, "
-          f"{torch.get_num_threads()} threads, median of {args.repeats}")
+          f"device {rows['ppl_vae']['device']}, {torch.get_num_threads()} threads, median of {args.repeats}")
     print(f"{'method':>10} {'seconds':>8} {'points/s':>9} {'peak RSS MiB':>13} {'mean IWAE':>10}")
     for method, row in rows.items():
         print(f"{method:>10} {row['seconds']:>8.2f} {row['num_points'] / row['seconds']:>9.1f} "

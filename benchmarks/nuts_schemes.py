@@ -38,6 +38,7 @@ import torch
 
 from ppl_vae.checkpoint import load_checkpoint
 from ppl_vae.data import evaluation_data, load_dataset
+from ppl_vae.devices import resolve_device
 from ppl_vae.inference.diagnostics import check_convergence
 from ppl_vae.inference.mcmc import NUTSConfig, sample_posterior
 from ppl_vae.models import build_model
@@ -85,16 +86,19 @@ def main() -> None:
                         help="sample only this many points with the per-point scheme (see above)")
     parser.add_argument("--diagonal-mass", action="store_true",
                         help="batched scheme with a diagonal mass matrix, like the Pyro runs")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
 
     checkpoint = load_checkpoint(args.checkpoint)
     model = build_model(checkpoint["model_class"], checkpoint["model_config"])
     model.load_state_dict(checkpoint["model_state"])
+    device = resolve_device(args.device)
+    model = model.to(device)
     meta = checkpoint["metadata"]
     data = load_dataset(meta["data"], root=meta["data_root"], seed=meta["data_seed"])
     x = evaluation_data(data.test_x, checkpoint["svi_config"]["binarize"], meta["data_seed"])
-    x = x[:args.num_points]
+    x = x[:args.num_points].to(device)
     all_points = list(range(len(x)))
 
     rows, hardest = [], None
@@ -113,7 +117,7 @@ def main() -> None:
 
     by_scheme = {row["scheme"]: row for row in rows}
     print(f"\n{len(x)} points, {args.num_chains} chains x ({args.warmup_steps} warm-up + "
-          f"{args.num_samples} draws), {os.cpu_count()} cores, torch {torch.__version__}")
+          f"{args.num_samples} draws), device {device}, {os.cpu_count()} cores, torch {torch.__version__}")
     print(f"{'scheme':<10} {'wall s':>8} {'min ESS':>8} {'max R-hat':>9} {'ESS/s':>8} {'steps/draw':>10} "
           f"{'converged':>9}")
     for row in rows:

@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/peers_vs_ppl_vae.py [--checkpoint runs/demo] [--checkpoint-z2 runs/z2]
-                                          [--only svi nuts iwae] [--repeats 5] [--out peers.json]
+                                          [--only svi nuts iwae] [--repeats 5] [--device auto]
+                                          [--nuts-draws 1000 3000] [--out peers.json]
     python benchmarks/peers_vs_ppl_vae.py --quick        # tiny sizes, untrained models, seconds
 
 Needs the ``bench`` extra (``pip install -e '.[bench]'``); a peer whose package
@@ -28,6 +29,9 @@ is missing is skipped with one line and ppl_vae's side still runs.
 
 Before anything is timed the JAX port of each model is checked against
 ppl_vae's log joint (relative 1e-6, :func:`peers.jax_vae.check_port`).
+With ``--device cuda`` ppl_vae runs on the GPU, and JAX on its default
+backend (the GPU, where jax has its CUDA plugin; set
+``XLA_PYTHON_CLIENT_PREALLOCATE=false`` so that it leaves memory to torch).
 The table gives ``ppl_vae / peer`` for each figure: for times above 1 means
 ppl_vae is slower, for ESS per second above 1 means ppl_vae is ahead.
 """
@@ -35,6 +39,7 @@ ppl_vae is slower, for ESS per second above 1 means ppl_vae is ahead.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -49,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import PEER_PACKAGES, missing_package  # noqa: E402
 from peers.problems import evaluation_digits, load_vae, nuts_starts  # noqa: E402
 
-from ppl_vae import iwae, load_dataset  # noqa: E402
+from ppl_vae import iwae, load_dataset, resolve_device  # noqa: E402
 from ppl_vae.errors import PplVaeError  # noqa: E402
 from ppl_vae.inference.mcmc import NUTSConfig, sample_posterior  # noqa: E402
 
@@ -77,13 +82,14 @@ def _row(work: str, unit: str, ppl_vae: float, peer: str, value: float, higher_i
             "ratio": ppl_vae / value, "higher_is_better": higher_is_better}
 
 
-def bench_svi(settings: dict, repeats: int) -> tuple[list[dict], list[dict]]:
+def bench_svi(settings: dict, repeats: int, device: torch.device) -> tuple[list[dict], list[dict]]:
     """ms per SVI step of ppl_vae's ``train`` and NumPyro's two jits, repeats interleaved per configuration."""
     from svi_throughput import run_ppl_vae
 
     x = load_dataset("mnist5k").train_x
     if settings["svi_images"]:
         x = x[:settings["svi_images"]]
+    x_torch = x.to(device)
     peer = not _skip("numpyro_svi")
     if peer:
         from peers import numpyro_svi
@@ -94,12 +100,12 @@ def bench_svi(settings: dict, repeats: int) -> tuple[list[dict], list[dict]]:
         samples: dict[str, list] = {"ppl_vae": [], "step": [], "epoch": []}
         for repeat in range(repeats):
             torch.manual_seed(repeat)
-            samples["ppl_vae"].append(1e3 * run_ppl_vae(x, latent_dim, batch_size))
+            samples["ppl_vae"].append(1e3 * run_ppl_vae(x_torch, latent_dim, batch_size))
             for variant in ("step", "epoch") if peer else ():
                 samples[variant].append(numpyro_svi.run(x_jax, latent_dim, batch_size, variant,
                                                         num_epochs=settings["svi_epochs"], seed=repeat))
         ppl_ms = statistics.median(samples["ppl_vae"])
-        row = {"latent_dim": latent_dim, "batch_size": batch_size, "images": len(x),
+        row = {"device": str(device), "latent_dim": latent_dim, "batch_size": batch_size, "images": len(x),
                "ppl_vae_ms_per_step": ppl_ms, "ppl_vae_repeats_ms": samples["ppl_vae"]}
         for variant in ("step", "epoch") if peer else ():
             runs = samples[variant]
@@ -125,7 +131,8 @@ def _check_port(model: torch.nn.Module, x: torch.Tensor):
     return params
 
 
-def bench_nuts(settings: dict, checkpoint: str | None, repeats: int) -> tuple[dict, list[dict]]:
+def bench_nuts(settings: dict, checkpoint: str | None, repeats: int,
+               device: torch.device) -> tuple[dict, list[dict]]:
     """ppl_vae's batched NUTS and BlackJAX's vmapped NUTS on the same posteriors and starts (fastest run kept)."""
     from peers.blackjax_nuts import summary
 
@@ -139,8 +146,9 @@ def bench_nuts(settings: dict, checkpoint: str | None, repeats: int) -> tuple[di
         params = _check_port(model, x)
         init, inverse_mass = nuts_starts(model, x, config)
     runs: dict[str, list[dict]] = {"ppl_vae": [], "blackjax": []}
+    model_on_device, x_on_device = copy.deepcopy(model).to(device), x.to(device)
     for _ in range(repeats):
-        result = sample_posterior(model, x, config)
+        result = sample_posterior(model_on_device, x_on_device, config)
         runs["ppl_vae"].append(summary(result.samples, result.sample_stats["num_steps"], result.wall_time))
         if peer:
             run = blackjax_nuts.run(params, x, init, inverse_mass, config.num_samples, config.warmup_steps,
@@ -151,7 +159,7 @@ def bench_nuts(settings: dict, checkpoint: str | None, repeats: int) -> tuple[di
                                      "divergences": int(run.diverging.sum())})
     details = {name: min(values, key=lambda r: r["wall_time_s"]) if values else None
                for name, values in runs.items()}
-    details.update({"points": len(x), "chains": config.num_chains, "warmup_steps": config.warmup_steps,
+    details.update({"device": str(device), "points": len(x), "chains": config.num_chains, "warmup_steps": config.warmup_steps,
                     "num_samples": config.num_samples, "all_runs": runs})
     print(json.dumps({k: v for k, v in details.items() if k != "all_runs"}), flush=True)
     table = []
@@ -165,7 +173,8 @@ def bench_nuts(settings: dict, checkpoint: str | None, repeats: int) -> tuple[di
     return details, table
 
 
-def bench_iwae(settings: dict, checkpoint: str | None, repeats: int) -> tuple[dict, list[dict]]:
+def bench_iwae(settings: dict, checkpoint: str | None, repeats: int,
+               device: torch.device) -> tuple[dict, list[dict]]:
     """Seconds of ppl_vae's streaming IWAE and the jitted JAX one (compiled first), and their means' agreement."""
     model = load_vae(checkpoint, latent_dim=20, hidden=settings["hidden"])
     x = evaluation_digits(checkpoint, settings["iwae_points"])
@@ -180,21 +189,22 @@ def bench_iwae(settings: dict, checkpoint: str | None, repeats: int) -> tuple[di
         run_jax, compile_s = compiled_iwae(params, as_jax(x), num_samples, model.latent_dim)
     times: dict[str, list[float]] = {"ppl_vae": [], "jax": []}
     estimate, jax_values = None, None
+    model_on_device, x_on_device = copy.deepcopy(model).to(device), x.to(device)
     for repeat in range(repeats):
         torch.manual_seed(repeat)
         started = time.perf_counter()
-        estimate = iwae(model, x, num_samples)
+        estimate = iwae(model_on_device, x_on_device, num_samples)
         times["ppl_vae"].append(time.perf_counter() - started)
         if peer:
             started = time.perf_counter()
             jax_values = np.asarray(run_jax(jax.random.key(repeat)), dtype=np.float64)
             times["jax"].append(time.perf_counter() - started)
-    details = {"points": len(x), "num_samples": num_samples,
+    details = {"device": str(device), "points": len(x), "num_samples": num_samples,
                "ppl_vae_s": statistics.median(times["ppl_vae"]), "ppl_vae_mean_iwae": estimate.mean,
                "repeats_s": times}
     table = []
     if peer:
-        difference, stderr = mean_difference(jax_values, estimate.per_point.numpy())
+        difference, stderr = mean_difference(jax_values, estimate.per_point.cpu().numpy())
         details.update({"jax_s": statistics.median(times["jax"]), "jax_compile_s": compile_s,
                         "jax_mean_iwae": float(jax_values.mean()), "difference_stderr": stderr,
                         "difference_in_stderr": difference / stderr,
@@ -225,10 +235,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=["svi", "nuts", "iwae"], default=["svi", "nuts", "iwae"])
     parser.add_argument("--repeats", type=int, default=None,
                         help="interleaved repeats (default: 5 for SVI, 3 for IWAE, 1 for NUTS; 1 with --quick)")
+    parser.add_argument("--device", default="auto", help="where ppl_vae runs: auto (CUDA when available), cpu, cuda")
+    parser.add_argument("--nuts-draws", type=int, nargs=2, default=None, metavar=("WARMUP", "SAMPLES"),
+                        help="NUTS warm-up steps and draws per chain (default 1000 3000; 100 100 with --quick)")
     parser.add_argument("--out", default=None, help="write everything measured as JSON here")
     args = parser.parse_args(argv)
 
-    settings = QUICK if args.quick else FULL
+    settings = dict(QUICK if args.quick else FULL)
+    if args.nuts_draws:
+        settings["warmup_steps"], settings["num_samples"] = args.nuts_draws
+    try:
+        device = resolve_device(args.device)
+    except PplVaeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     checkpoints = {"iwae": None if args.quick else args.checkpoint,
                    "nuts": None if args.quick else args.checkpoint_z2}
     for part, make in (("iwae", "make demo"), ("nuts", "make runs/z2/checkpoint.pt")):
@@ -241,19 +261,19 @@ def main(argv: list[str] | None = None) -> int:
     def repeats(default: int) -> int:
         return args.repeats or (1 if args.quick else default)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {os.cpu_count()} cores; "
+    print(f"device {device}; torch {torch.__version__}, {torch.get_num_threads()} threads; {os.cpu_count()} cores; "
           f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
     results: dict = {"settings": {**settings, "quick": args.quick,
                                   "checkpoints": checkpoints}, "table": []}
     try:
         if "svi" in args.only:
-            results["svi"], table = bench_svi(settings, repeats(5))
+            results["svi"], table = bench_svi(settings, repeats(5), device)
             results["table"] += table
         if "nuts" in args.only:
-            results["nuts"], table = bench_nuts(settings, checkpoints["nuts"], repeats(1))
+            results["nuts"], table = bench_nuts(settings, checkpoints["nuts"], repeats(1), device)
             results["table"] += table
         if "iwae" in args.only:
-            results["iwae"], table = bench_iwae(settings, checkpoints["iwae"], repeats(3))
+            results["iwae"], table = bench_iwae(settings, checkpoints["iwae"], repeats(3), device)
             results["table"] += table
     except PplVaeError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -8,7 +8,9 @@ Three implementations train the same 784-400-latent VAE (softplus, Bernoulli
 likelihood, closed-form Gaussian KL, Adam 1e-3, dynamic binarization, one
 reshuffle per epoch) on the 4,500 mnist5k training digits:
 
-* ``ppl_vae``: :func:`ppl_vae.train` itself, timed from its history;
+* ``ppl_vae``: :func:`ppl_vae.train` itself, timed from its history (on a
+  GPU its step is replayed from a CUDA graph; ``ppl_vae_eager`` is the same
+  run with ``cuda_graph=False``, every kernel launched from Python);
 * ``pytorch``: a hand-written loop with the same networks and objective, the
   limit (no Pyro, no trace, one host sync per epoch);
 * ``ppl_vae_pyro_engine``: the same loop with ``engine="pyro"``, which runs
@@ -135,10 +137,11 @@ def run_pyro(x: torch.Tensor, latent_dim: int, batch_size: int) -> float:
     return statistics.median(times[1:]) / math.ceil(num_data / batch_size)
 
 
-def run_ppl_vae(x: torch.Tensor, latent_dim: int, batch_size: int, engine: str = "auto") -> float:
+def run_ppl_vae(x: torch.Tensor, latent_dim: int, batch_size: int, engine: str = "auto",
+                cuda_graph: bool = True) -> float:
     model = VAE(x.shape[1], latent_dim, hidden_dims=(400,)).to(x.device)
     config = SVIConfig(epochs=NUM_EPOCHS, batch_size=batch_size, binarize="dynamic", engine=engine)
-    history = train(model, x, config, progress=False).history
+    history = train(model, x, config, progress=False, cuda_graph=cuda_graph).history
     epoch_times = [b["wall_time"] - a["wall_time"] for a, b in zip(history, history[1:])]
     return statistics.median(epoch_times) / math.ceil(x.shape[0] / batch_size)
 
@@ -159,6 +162,9 @@ def main() -> None:
     args = parser.parse_args()
 
     device = resolve_device(args.device)
+    implementations = dict(IMPLEMENTATIONS)
+    if device.type == "cuda":
+        implementations["ppl_vae_eager"] = partial(run_ppl_vae, cuda_graph=False)
     x = load_dataset("mnist5k").train_x.to(device)
     rows = []
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
@@ -167,9 +173,9 @@ def main() -> None:
           f"{'pyro/pt':>8} {'ppl/pt':>8} {'ppl[pyro]/pt':>12} {'ppl img/s':>10}")
     for latent_dim in args.latent_dims:
         for batch_size in args.batch_sizes:
-            samples: dict[str, list[float]] = {name: [] for name in IMPLEMENTATIONS}
+            samples: dict[str, list[float]] = {name: [] for name in implementations}
             for repeat in range(args.repeats):
-                for name, run in IMPLEMENTATIONS.items():
+                for name, run in implementations.items():
                     torch.manual_seed(repeat)
                     samples[name].append(run(x, latent_dim, batch_size))
             step = {name: statistics.median(values) for name, values in samples.items()}
@@ -188,7 +194,10 @@ def main() -> None:
                   f"{ms['ppl_vae']:>8.2f} {ms['ppl_vae_pyro_engine']:>9.2f} "
                   f"{row['pyro_over_pytorch']:>8.3f} {row['ppl_vae_over_pytorch']:>8.3f} "
                   f"{row['ppl_vae_pyro_engine_over_pytorch']:>12.3f} "
-                  f"{row['images_per_s']['ppl_vae']:>10.0f}", flush=True)
+                  f"{row['images_per_s']['ppl_vae']:>10.0f}"
+                  + (f"  eager {ms['ppl_vae_eager']:.2f} ms, graph speed-up "
+                     f"{ms['ppl_vae_eager'] / ms['ppl_vae']:.2f}x" if "ppl_vae_eager" in ms else ""),
+                  flush=True)
     if args.out:
         with open(args.out, "w") as handle:
             json.dump(rows, handle, indent=2)

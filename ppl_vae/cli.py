@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace the run already in --out (only files ppl_vae wrote; they are "
                           "removed when the new run starts)")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.add_argument("--no-cuda-graph", action="store_true",
+                     help="on a GPU, launch every kernel of every step from Python instead of "
+                          "replaying the step recorded once as a CUDA graph (same numbers; slower)")
     fit.add_argument("--objective", choices=OBJECTIVES, default="elbo",
                      help="elbo, or iwae: the importance-weighted bound with K = --num-particles "
                           "samples per point (Burda et al., 2016)")
@@ -411,7 +414,8 @@ def _train(args: argparse.Namespace, device: torch.device, world: World) -> int:
                   + (f", {world.size} processes" if world.size > 1 else ""))
         result = train(model, data.train_x, config, test_x=data.test_x, out_dir=out,
                        resume=args.resume, overwrite=args.overwrite,
-                       progress=None if not quiet else False, metadata=metadata)
+                       progress=None if not quiet else False, metadata=metadata,
+                       cuda_graph=not args.no_cuda_graph)
         if not world.is_main:
             return 0
         _write_final_files(args, model, data, result, binarize, device, out)

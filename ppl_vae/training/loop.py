@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -55,6 +56,7 @@ from ppl_vae.training.distributed import (
     data_parallel_loss,
     mean_over_processes,
 )
+from ppl_vae.training.graphed_step import GraphedStep, graph_blocker
 from ppl_vae.training.run_folder import (
     METRICS_NAME,
     holding_out_dir,
@@ -87,6 +89,7 @@ def train(
     overwrite: bool = False,
     progress: bool | None = None,
     metadata: dict[str, Any] | None = None,
+    cuda_graph: bool = True,
 ) -> TrainResult:
     """Fit a model's generative and inference networks by maximizing the ELBO (or the IWAE bound).
 
@@ -115,6 +118,12 @@ def train(
         Show a progress bar; by default only when stderr is a terminal.
     metadata : dict, optional
         Plain values stored in the checkpoint (e.g. how to reload the data).
+    cuda_graph : bool
+        On a GPU, record the training step once as a CUDA graph and replay it
+        (:mod:`ppl_vae.training.graphed_step`): the same numbers up to float
+        rounding, without a kernel launch from Python per operation. Used
+        where it applies (direct loss, constant KL weight, one process);
+        False runs every step eagerly.
 
     Returns
     -------
@@ -140,10 +149,12 @@ def train(
     optimizer = adam(model.parameters(), config.learning_rate)
     loss_fn = make_loss(model, config.elbo, config.num_particles, config.engine, config.objective,
                         train_x[:2])
+    direct_loss = config.engine != "pyro" and has_direct_elbo(model, train_x)
     if world.size > 1:
         loss_fn = data_parallel_loss(model, loss_fn, train_x.shape[0], config.batch_size, world,
-                                     even_split_needed=not has_direct_elbo(model, train_x))
-    run = _TrainingRun(model, optimizer, loss_fn, config, world, out_path, fingerprint, metadata)
+                                     even_split_needed=not direct_loss)
+    run = _TrainingRun(model, optimizer, loss_fn, config, world, out_path, fingerprint, metadata,
+                       num_data=train_x.shape[0])
     state = RunState()
     if resume:
         state = resume_run(out_path / CHECKPOINT_NAME, model, optimizer, config, fingerprint,
@@ -151,6 +162,11 @@ def train(
         run.result.history = state.history
         run.result.checkpoint_path = out_path / CHECKPOINT_NAME
         run.result.checkpoint_epoch = state.start_epoch
+    if cuda_graph and graph_blocker(list(model.parameters()), optimizer, train_x,
+                                    direct_loss=direct_loss, constant_beta=config.kl_warmup_epochs == 0,
+                                    processes=world.size) is None:
+        run.graphed = GraphedStep(partial(run.step, beta=config.beta), optimizer,
+                                  (config.batch_size, *train_x.shape[1:]), train_x)
     train_data = train_x
     if config.binarize == "static":
         generator = torch.Generator(device=train_x.device).manual_seed(config.seed)
@@ -215,6 +231,8 @@ class _TrainingRun:
     out_path: Path | None
     fingerprint: dict[str, str | None] | None
     metadata: dict[str, Any] | None
+    num_data: int = 0
+    graphed: GraphedStep | None = None
     result: TrainResult = field(default_factory=TrainResult)
     bar: Any = None
     started: float = 0.0
@@ -251,13 +269,11 @@ class _TrainingRun:
             first_step, loss_sum = interrupted.step, interrupted.loss_sum.to(train_x.device)
         for step in range(first_step, len(batches)):
             beta = kl_weight(config, epoch, step, len(batches))
-            loss = self.loss_fn(self.model, epoch_data[batches[step]], num_data=num_train, beta=beta)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.clip_norm)
-            self.optimizer.step()
-            loss_sum = loss_sum + loss.detach()
+            if self.graphed is not None:
+                loss = self.graphed(epoch_data, batches[step])
+            else:
+                loss = self.step(epoch_data[batches[step]], beta)
+            loss_sum = loss_sum + loss
             if (step + 1) % config.log_every == 0 or step + 1 == len(batches):
                 running = mean_over_processes(loss_sum, self.world).item() / (step + 1)
                 if not (math.isfinite(running) and _parameters_finite(self.model)):
@@ -267,6 +283,16 @@ class _TrainingRun:
                 self.stop(received[0], epoch, step + 1,
                           EpochProgress(step + 1, loss_sum, epoch_rng, rng_state()))
         return running, beta, step
+
+    def step(self, x: torch.Tensor, beta: float) -> torch.Tensor:
+        """One optimizer step on the batch ``x``; returns its loss, detached, shape ()."""
+        loss = self.loss_fn(self.model, x, num_data=self.num_data, beta=beta)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self.optimizer.step()
+        return loss.detach()
 
     def evaluate(self, test_eval: torch.Tensor, epoch: int, step: int) -> dict[str, float]:
         """The test ELBO and its two terms, per data point."""
