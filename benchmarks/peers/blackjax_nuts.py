@@ -126,9 +126,12 @@ def summary(samples: np.ndarray | torch.Tensor, num_steps: np.ndarray | torch.Te
     """
     from ppl_vae.inference.diagnostics import check_convergence, to_inference_data
 
-    report = check_convergence(to_inference_data(np.asarray(samples)))
+    def host(values: np.ndarray | torch.Tensor) -> np.ndarray:
+        return values.cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+
+    report = check_convergence(to_inference_data(host(samples)))
     min_ess = float(np.min(report.ess_bulk))
-    steps = np.asarray(num_steps, dtype=np.float64)
+    steps = host(num_steps).astype(np.float64)
     return {"wall_time_s": wall_time_s, "min_bulk_ess": min_ess, "max_r_hat": float(np.max(report.r_hat)),
             "ess_per_s": min_ess / wall_time_s, "mean_leapfrog_steps_per_draw": float(steps.mean()),
             # what a vmapped step costs: the longest trajectory among all lanes at that draw
