@@ -32,7 +32,8 @@ def _gaussian_targets(num_targets: int, dim: int) -> tuple[torch.Tensor, torch.T
     return mean, factor
 
 
-def test_gaussian_targets_of_any_scale_and_correlation_have_exact_moments():
+@pytest.mark.parametrize("masked", [False, True], ids=["host-checked", "masked"])
+def test_gaussian_targets_of_any_scale_and_correlation_have_exact_moments(masked):
     num_chains, num_targets, dim = 4, 10, 3
     mean, factor = _gaussian_targets(num_targets, dim)
     precision = torch.cholesky_inverse(factor)
@@ -43,7 +44,7 @@ def test_gaussian_targets_of_any_scale_and_correlation_have_exact_moments():
         return 0.5 * torch.einsum("bi,bij,bj->b", centred, precision[target], centred)
 
     init = mean.repeat(num_chains, 1) + torch.randn(num_chains * num_targets, dim, dtype=torch.float64)
-    run = batched_nuts(potential, init, 500, 300, generator=torch.Generator().manual_seed(1))
+    run = batched_nuts(potential, init, 500, 300, generator=torch.Generator().manual_seed(1), masked=masked)
     draws = _by_target(run.samples, num_chains)
     report = check_convergence(to_inference_data(draws))
     # 500 draws of 4 chains: split R-hat of a well-mixed chain stays below ~1.015 (1.01 is the
@@ -62,7 +63,8 @@ def test_gaussian_targets_of_any_scale_and_correlation_have_exact_moments():
     assert not bool(run.diverging.any())
 
 
-def test_a_skewed_target_has_its_exact_mean_and_variance():
+@pytest.mark.parametrize("masked", [False, True], ids=["host-checked", "masked"])
+def test_a_skewed_target_has_its_exact_mean_and_variance(masked):
     # z = log y with y ~ Gamma(3, 1): density exp(3 z - e^z) / Gamma(3), skewed to the left;
     # E[z] = digamma(3) and Var[z] = trigamma(3). A wrong transition probability biases these.
     shape = 3.0
@@ -72,7 +74,7 @@ def test_a_skewed_target_has_its_exact_mean_and_variance():
         return (z.exp() - shape * z).sum(-1)
 
     init = torch.randn(num_chains, 1, dtype=torch.float64)
-    run = batched_nuts(potential, init, 400, 200, generator=torch.Generator().manual_seed(2))
+    run = batched_nuts(potential, init, 400, 200, generator=torch.Generator().manual_seed(2), masked=masked)
     exact_mean = torch.digamma(torch.tensor(shape, dtype=torch.float64))
     exact_variance = torch.polygamma(1, torch.tensor(shape, dtype=torch.float64))
     draws = run.samples[:, :, 0]
@@ -88,7 +90,8 @@ def test_a_skewed_target_has_its_exact_mean_and_variance():
     assert abs(float(centred.pow(2).mean()) - float(exact_variance)) < MC_Z * variance_se
 
 
-def test_every_chain_adapts_its_own_step_size_and_mass_matrix():
+@pytest.mark.parametrize("masked", [False, True], ids=["host-checked", "masked"])
+def test_every_chain_adapts_its_own_step_size_and_mass_matrix(masked):
     scales = torch.tensor([0.1, 1.0, 10.0, 100.0], dtype=torch.float64)[:, None] * torch.tensor(
         [1.0, 3.0], dtype=torch.float64)
 
@@ -96,7 +99,7 @@ def test_every_chain_adapts_its_own_step_size_and_mass_matrix():
         return 0.5 * (z / scales[chains]).pow(2).sum(-1)
 
     run = batched_nuts(potential, scales.clone(), 300, 500, dense_mass=False,
-                       generator=torch.Generator().manual_seed(3))
+                       generator=torch.Generator().manual_seed(3), masked=masked)
     # Each chain's inverse mass estimates its own variances (500 warm-up draws: within a factor 1.6).
     ratio = run.inverse_mass / scales**2
     assert bool(((ratio > 1 / 1.6) & (ratio < 1.6)).all()), ratio
@@ -129,7 +132,8 @@ def test_a_dense_mass_matrix_learns_each_chains_covariance():
     assert bool(((eigenvalues > 1 / 1.6) & (eigenvalues < 1.6)).all()), eigenvalues
 
 
-def test_regions_where_the_density_is_undefined_are_divergences_never_draws():
+@pytest.mark.parametrize("masked", [False, True], ids=["host-checked", "masked"])
+def test_regions_where_the_density_is_undefined_are_divergences_never_draws(masked):
     wall = 2.0
 
     def potential(z: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
@@ -137,18 +141,20 @@ def test_regions_where_the_density_is_undefined_are_divergences_never_draws():
         return torch.where(z[:, 0] < wall, energy, torch.full_like(energy, math.nan))
 
     init = torch.full((8, 1), -0.5, dtype=torch.float64)
-    run = batched_nuts(potential, init, 200, 100, generator=torch.Generator().manual_seed(4))
+    run = batched_nuts(potential, init, 200, 100, generator=torch.Generator().manual_seed(4), masked=masked)
     assert bool(run.samples.isfinite().all())
     assert bool((run.samples < wall).all())
     assert bool(run.diverging.any())
 
 
-def test_the_same_generator_seed_gives_identical_draws():
+@pytest.mark.parametrize("masked", [False, True], ids=["host-checked", "masked"])
+def test_the_same_generator_seed_gives_identical_draws(masked):
     def potential(z: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
         return 0.5 * z.pow(2).sum(-1) + 0.1 * z.pow(4).sum(-1)
 
     init = torch.randn(6, 2, dtype=torch.float64)
-    first, second = (batched_nuts(potential, init, 30, 30, generator=torch.Generator().manual_seed(5))
+    first, second = (batched_nuts(potential, init, 30, 30, generator=torch.Generator().manual_seed(5),
+                                  masked=masked)
                      for _ in range(2))
     assert torch.equal(first.samples, second.samples)
     assert torch.equal(first.num_steps, second.num_steps)

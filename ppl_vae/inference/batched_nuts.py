@@ -38,6 +38,9 @@ MAX_DELTA_ENERGY = 1000.0
 STEP_SEARCH_ACCEPT = 0.8
 #: The initial step-size search halves or doubles at most this many times.
 MAX_STEP_SEARCH = 60
+#: In masked mode the host asks whether any chain is still running once per this many steps
+#: (the steps in between cost a few masked no-op updates once every chain is done).
+HOST_CHECK_EVERY = 16
 
 #: potential(z, chains) -> U(z) = -log density (up to a constant), one value per row.
 #: ``chains`` holds the indices of the chains whose positions are the rows of ``z``.
@@ -141,8 +144,9 @@ class _Sampler:
     """
 
     def __init__(self, potential: Potential, init: torch.Tensor, metric: Metric, max_tree_depth: int,
-                 generator: torch.Generator | None) -> None:
+                 generator: torch.Generator | None, masked: bool = False) -> None:
         self.potential = potential
+        self.masked = masked
         self.generator = generator
         self.max_tree_depth = max_tree_depth
         num_chains, self.dim = init.shape
@@ -231,9 +235,9 @@ class _Sampler:
             Chains whose draw was completed by this step; their new position is ``self.z``.
         """
         where = torch.where
-        if bool((self.fresh & live).any()):
+        if self.masked or bool((self.fresh & live).any()):
             self._start_iterations(self.fresh & live)
-        if bool((self.new_subtree & live).any()):
+        if self.masked or bool((self.new_subtree & live).any()):
             self._start_subtrees(self.new_subtree & live)
         self._advance_front(live)
         leaf_r = self._r(self.front)
@@ -286,7 +290,12 @@ class _Sampler:
         """One leapfrog step from each live chain's front leaf (backwards in time when going left)."""
         step = torch.where(self.going_right, self.step_size, -self.step_size)
         front = self.front
-        if bool(live.all()):
+        if self.masked:  # every chain moves; the others move from their (finite) current point, discarded
+            column = live[:, None]
+            start = torch.where(column, front, self.current)
+            moved = self._leapfrog(self._z(start), self._r(start), self._grad(start), step, self.all_chains)
+            self.front = torch.where(column, moved, front)
+        elif bool(live.all()):
             self.front = self._leapfrog(self._z(front), self._r(front), self._grad(front), step,
                                         self.all_chains)
         else:
@@ -302,11 +311,11 @@ class _Sampler:
         index = self.sub_size.clamp(max=2 ** self.max_tree_depth - 1)
         low, high = self.ckpt_min[index], self.ckpt_max[index]
         storing, checking = live & even, live & ~even
-        if bool(storing.any()):
+        if self.masked or bool(storing.any()):
             store = (storing[:, None] & (slots == high[:, None]))[..., None]
             self.r_ckpts = torch.where(store, leaf_r[:, None, :], self.r_ckpts)
             self.r_sum_ckpts = torch.where(store, self.sub_r_sum[:, None, :], self.r_sum_ckpts)
-        if not bool(checking.any()):
+        if not self.masked and not bool(checking.any()):
             self.sub_turning = torch.zeros_like(live)
             return
         span_r_sum = self.sub_r_sum[:, None, :] - self.r_sum_ckpts + self.r_ckpts
@@ -316,7 +325,7 @@ class _Sampler:
 
     def _merge_subtrees(self, done: torch.Tensor) -> torch.Tensor:
         """Finished subtrees join their trajectories; returns the chains whose draw is complete."""
-        if not bool(done.any()):
+        if not self.masked and not bool(done.any()):
             return done
         where, column = torch.where, done[:, None]
         self.right = where((done & self.going_right)[:, None], self.front, self.right)
@@ -384,7 +393,7 @@ def _initial_inverse_mass(init: torch.Tensor, inverse_mass: torch.Tensor | None,
 def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, warmup_steps: int, *,
                  inverse_mass: torch.Tensor | None = None, dense_mass: bool = True,
                  target_accept_prob: float = 0.8, max_tree_depth: int = 10,
-                 generator: torch.Generator | None = None) -> BatchedNUTSResult:
+                 generator: torch.Generator | None = None, masked: bool | None = None) -> BatchedNUTSResult:
     """Run independent NUTS chains in lock step, one batched gradient per leapfrog step.
 
     Parameters
@@ -410,6 +419,15 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
         At most ``2**max_tree_depth - 1`` leapfrog steps per draw.
     generator : torch.Generator, optional
         Source of all randomness, on ``init``'s device.
+    masked : bool, optional
+        How a step learns which chains need which work. False: the host asks
+        (``any()`` of a mask) and only those chains do it; True: every chain
+        does every update under its mask, and the host checks for running
+        chains once per :data:`HOST_CHECK_EVERY` steps. The same sampler
+        either way; masked draws more random numbers (so other draws for the
+        same seed) and wastes arithmetic on idle chains, but it never waits
+        for the device within a step, which is what a GPU needs. Default:
+        masked on CUDA, not elsewhere.
 
     Returns
     -------
@@ -423,7 +441,9 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
     if not 0 < target_accept_prob < 1:
         raise ConfigError(f"target_accept_prob must lie in (0, 1); got {target_accept_prob}")
     metric = Metric(_initial_inverse_mass(init, inverse_mass, dense_mass))
-    sampler = _Sampler(potential, init, metric, max_tree_depth, generator)
+    masked = init.device.type == "cuda" if masked is None else masked
+    steps_per_check = HOST_CHECK_EVERY if masked else 1
+    sampler = _Sampler(potential, init, metric, max_tree_depth, generator, masked)
     num_chains, dim = init.shape
     samples = init.new_empty(num_chains, num_samples, dim)
     stats = {"num_steps": torch.zeros(num_chains, num_samples, dtype=torch.long, device=init.device),
@@ -437,13 +457,15 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
     for stage_end, slow in warmup_stages(warmup_steps):
         live = sampler.iteration < stage_end
         while bool(live.any()):
-            finished = sampler.step(live)
-            if bool(finished.any()):
-                accept = sampler.accept_sum / sampler.num_steps.clamp(min=1)
-                sampler.step_size = torch.where(finished, averaging.update(accept, finished), sampler.step_size)
-                if slow:
-                    covariance.update(sampler.z, finished)
-                live = sampler.iteration < stage_end
+            for _ in range(steps_per_check):
+                finished = sampler.step(live)
+                if masked or bool(finished.any()):
+                    accept = sampler.accept_sum / sampler.num_steps.clamp(min=1)
+                    sampler.step_size = torch.where(finished, averaging.update(accept, finished),
+                                                    sampler.step_size)
+                    if slow:
+                        covariance.update(sampler.z, finished)
+                    live = sampler.iteration < stage_end
         if slow:
             sampler.metric = Metric(covariance.inverse_mass())
             covariance = RunningCovariance(init, dense_mass)
@@ -454,19 +476,39 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
 
     live = sampler.iteration < warmup_steps + num_samples
     while bool(live.any()):
-        finished = sampler.step(live)
-        if bool(finished.any()):
-            chains = finished.nonzero().flatten()
-            draw = sampler.iteration[chains] - 1 - warmup_steps
-            samples[chains, draw] = sampler.z[chains]
-            stats["num_steps"][chains, draw] = sampler.num_steps[chains]
-            stats["tree_depth"][chains, draw] = sampler.depth[chains]
-            stats["diverging"][chains, draw] = sampler.sub_diverging[chains]
-            stats["acceptance_rate"][chains, draw] = (sampler.accept_sum / sampler.num_steps)[chains]
+        for _ in range(steps_per_check):
+            finished = sampler.step(live)
+            if masked:
+                _record_masked(sampler, finished, warmup_steps, samples, stats)
+            elif bool(finished.any()):
+                chains = finished.nonzero().flatten()
+                draw = sampler.iteration[chains] - 1 - warmup_steps
+                samples[chains, draw] = sampler.z[chains]
+                stats["num_steps"][chains, draw] = sampler.num_steps[chains]
+                stats["tree_depth"][chains, draw] = sampler.depth[chains]
+                stats["diverging"][chains, draw] = sampler.sub_diverging[chains]
+                stats["acceptance_rate"][chains, draw] = (sampler.accept_sum / sampler.num_steps)[chains]
             live = sampler.iteration < warmup_steps + num_samples
     return BatchedNUTSResult(samples, stats["num_steps"], stats["tree_depth"], stats["diverging"],
                              stats["acceptance_rate"], sampler.step_size, sampler.metric.inverse_mass,
                              sampler.num_gradient_batches)
 
 
-__all__ = ["MAX_DELTA_ENERGY", "BatchedNUTSResult", "Metric", "Potential", "batched_nuts"]
+def _record_masked(sampler: _Sampler, finished: torch.Tensor, warmup_steps: int, samples: torch.Tensor,
+                   stats: dict[str, torch.Tensor]) -> None:
+    """Store the draws of the chains in ``finished``, without asking the host which they are.
+
+    Every chain writes at its own draw index; a chain that did not finish
+    writes back what is already there.
+    """
+    rows = sampler.all_chains
+    draw = (sampler.iteration - 1 - warmup_steps).clamp(0, samples.shape[1] - 1)
+    values = {"num_steps": sampler.num_steps, "tree_depth": sampler.depth,
+              "diverging": sampler.sub_diverging,
+              "acceptance_rate": sampler.accept_sum / sampler.num_steps.clamp(min=1)}
+    samples[rows, draw] = torch.where(finished[:, None], sampler.z, samples[rows, draw])
+    for name, value in values.items():
+        stats[name][rows, draw] = torch.where(finished, value, stats[name][rows, draw])
+
+
+__all__ = ["HOST_CHECK_EVERY", "MAX_DELTA_ENERGY", "BatchedNUTSResult", "Metric", "Potential", "batched_nuts"]
