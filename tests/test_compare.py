@@ -10,7 +10,7 @@ import torch
 
 from ppl_vae.cli import main
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.compare import (
+from ppl_vae.evaluation.compare import (
     DEFENSIVE,
     CompareConfig,
     choose_log_px,

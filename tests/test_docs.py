@@ -13,6 +13,7 @@ from _browser import RequestLog
 from _docs import ROOT, missing_docs_tools, smoke_environment, sphinx_command
 
 import ppl_vae
+import ppl_vae.evaluation
 import ppl_vae.inference
 import ppl_vae.models
 
@@ -41,7 +42,7 @@ def test_the_api_reference_documents_every_public_name(docs_smoke_build):
     ids = set()
     for page in (docs_smoke_build.html / "api").glob("*.html"):
         ids |= set(re.findall(r'<dt class="sig sig-object py" id="([^"]+)"', page.read_text()))
-    for package in (ppl_vae, ppl_vae.models, ppl_vae.inference):
+    for package in (ppl_vae, ppl_vae.models, ppl_vae.inference, ppl_vae.evaluation):
         for name in package.__all__:
             assert any(found.startswith("ppl_vae.") and found.endswith(f".{name}") for found in ids), \
                 f"{package.__name__}.{name} is not documented"

@@ -1,8 +1,7 @@
 """The API reference, written from the package itself: one page per module of ``ppl_vae``.
 
 Every module gets a page with its docstring (most state the mathematics) and
-its public members. The packages ``ppl_vae``, ``ppl_vae.models`` and
-``ppl_vae.inference`` also list the names they export in ``__all__``, linked
+its public members. The packages (``PACKAGES``) also list the names they export in ``__all__``, linked
 to where each is documented. A reference to an exported name
 (``ppl_vae.inference.elbo``) resolves to the documented one
 (``ppl_vae.inference.likelihood.elbo``) through ``resolve_reexport``, so
@@ -24,7 +23,8 @@ from typing import Any
 from sphinx.application import Sphinx
 
 PACKAGE = "ppl_vae"
-PACKAGES = ("ppl_vae", "ppl_vae.models", "ppl_vae.inference", "ppl_vae.training")
+PACKAGES = ("ppl_vae", "ppl_vae.models", "ppl_vae.inference", "ppl_vae.training",
+            "ppl_vae.evaluation")
 #: Not library API: the command line has its own page (cli.md).
 SKIP = {"ppl_vae.cli"}
 
@@ -100,6 +100,7 @@ def _index_page(names: list[str]) -> str:
         "Models": [n for n in names if n.startswith("ppl_vae.models.")],
         "Inference": [n for n in names if n.startswith("ppl_vae.inference.")],
         "Training": [n for n in names if n.startswith("ppl_vae.training.")],
+        "Evaluation": [n for n in names if n.startswith("ppl_vae.evaluation.")],
         "Data, checkpoints, figures and the explorer": [
             n for n in names if n.count(".") == 1],
     }

@@ -165,7 +165,7 @@ class MCMCResult:
 
     def to_inference_data(self) -> Any:
         """An ArviZ ``InferenceData``: one variable per latent site, dims (chain, draw, point, ...)."""
-        from ppl_vae.inference.diagnostics import to_inference_data
+        from ppl_vae.evaluation.diagnostics import to_inference_data
 
         return to_inference_data(self.sites if len(self.sites) > 1 else self.samples,
                                  self.sample_stats, self.point_index or list(range(self.num_points)))

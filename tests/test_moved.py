@@ -1,0 +1,37 @@
+"""Old module paths and names still resolve, to the very same objects, with a DeprecationWarning."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+#: (old module, name, module it moved to): one row per module that moved, and the package exports.
+MOVED = [
+    ("ppl_vae.inference", "compare_posteriors", "ppl_vae.evaluation"),
+    ("ppl_vae.inference", "check_convergence", "ppl_vae.evaluation"),
+    ("ppl_vae.inference", "kl_per_dimension", "ppl_vae.evaluation"),
+    ("ppl_vae.inference", "mutual_information_gap", "ppl_vae.evaluation"),
+    ("ppl_vae.inference", "train", "ppl_vae.training"),
+    ("ppl_vae.inference.compare", "guide_samples", "ppl_vae.evaluation.compare"),
+    ("ppl_vae.inference.diagnostics", "to_inference_data", "ppl_vae.evaluation.diagnostics"),
+    ("ppl_vae.inference.latents", "active_units", "ppl_vae.evaluation.representation"),
+    ("ppl_vae.inference.disentanglement", "discretize", "ppl_vae.evaluation.representation"),
+    ("ppl_vae.plotting", "image_grid", "ppl_vae.evaluation.plots"),
+    ("ppl_vae.applications", "anomaly_roc", "ppl_vae.evaluation.anomaly"),
+    ("ppl_vae.applications", "linear_probe", "ppl_vae.evaluation.representation"),
+    ("ppl_vae.applications", "MAX_QUANTIZATION_BITS", "ppl_vae.evaluation.representation"),
+]
+
+
+@pytest.mark.parametrize(("old", "name", "new"), MOVED)
+def test_an_old_path_forwards_with_a_warning(old, name, new):
+    module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=rf"{old}\.{name} moved to {new}"):
+        found = getattr(module, name)
+    assert found is getattr(importlib.import_module(new), name)
+
+
+def test_a_name_that_never_existed_is_still_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        importlib.import_module("ppl_vae.inference").no_such_name
