@@ -1,4 +1,5 @@
-"""Tests of ppl_vae.applications against exact answers worked out by hand."""
+"""Tests of the applications (anomaly ROC, probes, PCA, quantized codes, image corruptions)
+against exact answers worked out by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ppl_vae.applications import flip_pixels, mirror_images, paste_patch, shift_images
+from ppl_vae.data.corruptions import flip_pixels, mirror_images, paste_patch, shift_images
 from ppl_vae.errors import ConfigError, DataError
 from ppl_vae.evaluation.anomaly import anomaly_roc
 from ppl_vae.evaluation.representation import (

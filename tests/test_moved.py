@@ -21,6 +21,8 @@ MOVED = [
     ("ppl_vae.applications", "anomaly_roc", "ppl_vae.evaluation.anomaly"),
     ("ppl_vae.applications", "linear_probe", "ppl_vae.evaluation.representation"),
     ("ppl_vae.applications", "MAX_QUANTIZATION_BITS", "ppl_vae.evaluation.representation"),
+    ("ppl_vae.applications", "flip_pixels", "ppl_vae.data.corruptions"),
+    ("ppl_vae.synthetic", "make_strokes", "ppl_vae.data.synthetic"),
 ]
 
 
@@ -35,3 +37,16 @@ def test_an_old_path_forwards_with_a_warning(old, name, new):
 def test_a_name_that_never_existed_is_still_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         importlib.import_module("ppl_vae.inference").no_such_name
+
+
+#: The public names of the old module ppl_vae/data.py, now the package ppl_vae/data/.
+OLD_DATA_NAMES = ("BINARIZE_MODES", "KNOWN_DATASETS", "Dataset", "binarize", "check_binarize_mode",
+                  "evaluation_data", "load_dataset")
+
+
+def test_the_data_package_keeps_every_public_name_of_the_old_module_as_a_plain_attribute():
+    import ppl_vae.data as data
+
+    for name in OLD_DATA_NAMES:
+        assert name in vars(data) and name in data.__all__, name  # no forwarding, so no warning
+    assert callable(data.binarize)  # the function, not the submodule binarization.py

@@ -43,8 +43,8 @@ import pyro
 import torch
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
-from ppl_vae.applications import flip_pixels, mirror_images, paste_patch, shift_images
 from ppl_vae.data import evaluation_data
+from ppl_vae.data.corruptions import flip_pixels, mirror_images, paste_patch, shift_images
 from ppl_vae.evaluation import gaussian_kl
 from ppl_vae.evaluation.anomaly import anomaly_roc
 from ppl_vae.evaluation.plots import image_grid

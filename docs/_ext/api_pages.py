@@ -23,7 +23,7 @@ from typing import Any
 from sphinx.application import Sphinx
 
 PACKAGE = "ppl_vae"
-PACKAGES = ("ppl_vae", "ppl_vae.models", "ppl_vae.inference", "ppl_vae.training",
+PACKAGES = ("ppl_vae", "ppl_vae.data", "ppl_vae.models", "ppl_vae.inference", "ppl_vae.training",
             "ppl_vae.evaluation")
 #: Not library API: the command line has its own page (cli.md).
 SKIP = {"ppl_vae.cli"}
@@ -97,11 +97,12 @@ def _module_page(name: str) -> str:
 def _index_page(names: list[str]) -> str:
     groups = {
         "Packages": list(PACKAGES),
+        "Data": [n for n in names if n.startswith("ppl_vae.data.")],
         "Models": [n for n in names if n.startswith("ppl_vae.models.")],
         "Inference": [n for n in names if n.startswith("ppl_vae.inference.")],
         "Training": [n for n in names if n.startswith("ppl_vae.training.")],
         "Evaluation": [n for n in names if n.startswith("ppl_vae.evaluation.")],
-        "Data, checkpoints, figures and the explorer": [
+        "Checkpoints, checks, random numbers and the explorer": [
             n for n in names if n.count(".") == 1],
     }
     lines = ["# API reference", "",

@@ -3,9 +3,8 @@
 A model of the normal data gives every input a log-density (e.g.
 :func:`ppl_vae.inference.iwae`); :func:`anomaly_roc` turns the log-densities of
 normal and anomalous inputs into an ROC curve and its area. The corrupted
-copies of images to test it on are data code (``flip_pixels``, ``paste_patch``,
-``shift_images``, ``mirror_images``). scikit-learn is called only inside
-:func:`anomaly_roc`.
+copies of images to test it on are made by :mod:`ppl_vae.data.corruptions`.
+scikit-learn is called only inside :func:`anomaly_roc`.
 """
 
 from __future__ import annotations
