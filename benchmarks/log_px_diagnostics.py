@@ -40,7 +40,7 @@ from helpers.quadrature import log_marginal_grid  # noqa: E402
 from ppl_vae import load_checkpoint, load_dataset  # noqa: E402
 from ppl_vae.data import evaluation_data
 from ppl_vae.evaluation.compare import CompareConfig, compare_posteriors  # noqa: E402
-from ppl_vae.inference import likelihood
+from ppl_vae.inference import importance as likelihood
 from ppl_vae.inference.mcmc import NUTSConfig  # noqa: E402
 from ppl_vae.inference.streaming import RunningLogMeanExp  # noqa: E402
 from ppl_vae.models import build_model  # noqa: E402

@@ -54,7 +54,7 @@ from ppl_vae.explorer import (
     save_posterior_draws,
     write_explorer,
 )
-from ppl_vae.inference.likelihood import Estimate, elbo, iwae
+from ppl_vae.inference.importance import Estimate, elbo, iwae
 from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
 from ppl_vae.inference.objectives import ELBO_ESTIMATORS, ENGINES, OBJECTIVES
 from ppl_vae.inference.psis import pareto_k_threshold

@@ -17,7 +17,7 @@ from ppl_vae.evaluation.compare import (
     compare_posteriors,
     energy_distance,
 )
-from ppl_vae.inference.likelihood import Estimate
+from ppl_vae.inference.importance import Estimate
 from ppl_vae.inference.mcmc import NUTSConfig
 
 GAP_Z = 4.0  # gaps may dip below zero by this many standard errors (Monte Carlo noise)

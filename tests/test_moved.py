@@ -23,6 +23,11 @@ MOVED = [
     ("ppl_vae.applications", "MAX_QUANTIZATION_BITS", "ppl_vae.evaluation.representation"),
     ("ppl_vae.applications", "flip_pixels", "ppl_vae.data.corruptions"),
     ("ppl_vae.synthetic", "make_strokes", "ppl_vae.data.synthetic"),
+    ("ppl_vae.inference.batched_nuts", "batched_nuts", "ppl_vae.inference.mcmc.batched_nuts"),
+    ("ppl_vae.inference.adaptation", "warmup_stages", "ppl_vae.inference.mcmc.adaptation"),
+    ("ppl_vae.inference.likelihood", "iwae", "ppl_vae.inference.importance"),
+    ("ppl_vae.inference.likelihood", "MAX_CHUNK_ELEMENTS", "ppl_vae.inference.importance"),
+    ("ppl_vae.inference.posteriors", "fit_local_gaussian", "ppl_vae.inference.local_vi"),
 ]
 
 
@@ -32,6 +37,19 @@ def test_an_old_path_forwards_with_a_warning(old, name, new):
     with pytest.warns(DeprecationWarning, match=rf"{old}\.{name} moved to {new}"):
         found = getattr(module, name)
     assert found is getattr(importlib.import_module(new), name)
+
+
+def test_the_old_path_of_a_moved_file_still_imports_and_leaves_the_package_export_alone():
+    import ppl_vae.inference
+    from ppl_vae.inference import likelihood  # the file is gone: a forwarder stands in for it
+    from ppl_vae.inference.mcmc.batched_nuts import batched_nuts
+
+    with pytest.warns(DeprecationWarning, match="ppl_vae.inference.likelihood.elbo moved"):
+        assert likelihood.elbo is ppl_vae.inference.elbo
+    with pytest.warns(DeprecationWarning, match="moved to ppl_vae.inference.mcmc.batched_nuts"):
+        from ppl_vae.inference.batched_nuts import batched_nuts as old
+    assert old is batched_nuts
+    assert ppl_vae.inference.batched_nuts is batched_nuts  # still the function, not a module
 
 
 def test_a_name_that_never_existed_is_still_an_attribute_error():

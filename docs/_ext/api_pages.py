@@ -4,7 +4,7 @@ Every module gets a page with its docstring (most state the mathematics) and
 its public members. The packages (``PACKAGES``) also list the names they export in ``__all__``, linked
 to where each is documented. A reference to an exported name
 (``ppl_vae.inference.elbo``) resolves to the documented one
-(``ppl_vae.inference.likelihood.elbo``) through ``resolve_reexport``, so
+(``ppl_vae.inference.importance.elbo``) through ``resolve_reexport``, so
 docstrings may use either; a name that resolves to nothing fails the build.
 
 The pages are generated into ``docs/api/`` (git-ignored) each build, from
@@ -23,8 +23,8 @@ from typing import Any
 from sphinx.application import Sphinx
 
 PACKAGE = "ppl_vae"
-PACKAGES = ("ppl_vae", "ppl_vae.data", "ppl_vae.models", "ppl_vae.inference", "ppl_vae.training",
-            "ppl_vae.evaluation")
+PACKAGES = ("ppl_vae", "ppl_vae.data", "ppl_vae.models", "ppl_vae.inference", "ppl_vae.inference.mcmc",
+            "ppl_vae.training", "ppl_vae.evaluation")
 #: Not library API: the command line has its own page (cli.md).
 SKIP = {"ppl_vae.cli"}
 
@@ -153,7 +153,7 @@ def _lookup(path: str) -> Any:
 def resolve_reexport(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
     """Resolve a reference that Sphinx did not find, to where its object is documented.
 
-    * ``ppl_vae.inference.elbo`` (an export) -> ``ppl_vae.inference.likelihood.elbo``;
+    * ``ppl_vae.inference.elbo`` (an export) -> ``ppl_vae.inference.importance.elbo``;
     * ``CheckpointError`` in a module that imported it -> ``ppl_vae.errors.CheckpointError``;
     * ``model`` in a class that inherits it -> the base class's method;
     * else a name that ends exactly one documented ``ppl_vae`` object (``train``).

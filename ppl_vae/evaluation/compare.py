@@ -43,9 +43,9 @@ from pyro import poutine
 from ppl_vae.errors import ConfigError
 from ppl_vae.evaluation.diagnostics import ConvergenceReport, check_convergence
 from ppl_vae.inference.defensive import defensive_mixture
-from ppl_vae.inference.likelihood import Estimate, check_data, elbo, iwae
+from ppl_vae.inference.importance import Estimate, check_data, elbo, iwae
+from ppl_vae.inference.local_vi import fit_flow_posterior, fit_local_gaussian
 from ppl_vae.inference.mcmc import MCMCResult, NUTSConfig, sample_posterior
-from ppl_vae.inference.posteriors import fit_flow_posterior, fit_local_gaussian
 from ppl_vae.inference.program import (
     PARTICLES,
     ProgramStructure,

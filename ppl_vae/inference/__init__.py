@@ -1,7 +1,6 @@
 """Inference algorithms for ppl_vae models: ELBOs, importance sampling, NUTS on the latents, local q*."""
 
-from ppl_vae.inference.batched_nuts import BatchedNUTSResult, batched_nuts
-from ppl_vae.inference.likelihood import (
+from ppl_vae.inference.importance import (
     Estimate,
     elbo,
     elbo_terms,
@@ -11,24 +10,25 @@ from ppl_vae.inference.likelihood import (
     log_joint,
     naive_prior,
 )
+from ppl_vae.inference.local_vi import (
+    FlowPosterior,
+    LocalGaussian,
+    fit_flow_posterior,
+    fit_local_gaussian,
+)
 from ppl_vae.inference.mcmc import (
     MCMCResult,
     NUTSConfig,
     posterior_moments,
     sample_posterior,
 )
+from ppl_vae.inference.mcmc.batched_nuts import BatchedNUTSResult, batched_nuts
 from ppl_vae.inference.objectives import (
     ELBO_ESTIMATORS,
     ENGINES,
     OBJECTIVES,
     direct_elbo_loss,
     make_loss,
-)
-from ppl_vae.inference.posteriors import (
-    FlowPosterior,
-    LocalGaussian,
-    fit_flow_posterior,
-    fit_local_gaussian,
 )
 from ppl_vae.inference.program import LatentSite, ProgramStructure, inspect_program
 
@@ -63,6 +63,13 @@ __all__ = [
 
 # Training moved to ppl_vae.training, diagnostics, comparisons and representation metrics to
 # ppl_vae.evaluation; the old names still resolve here, with a warning, for one release.
-from ppl_vae._moved import forward  # noqa: E402
+from ppl_vae._moved import forward, moved_module  # noqa: E402
 
 __getattr__ = forward(__name__, "ppl_vae.evaluation", "ppl_vae.training")
+
+# Modules renamed or moved into mcmc/ (their files moved whole, with their history): the old
+# paths still import, and their names resolve with a warning, for one release.
+for _old, _new in (("batched_nuts", "mcmc.batched_nuts"), ("adaptation", "mcmc.adaptation"),
+                   ("likelihood", "importance"), ("posteriors", "local_vi")):
+    moved_module(f"{__name__}.{_old}", f"{__name__}.{_new}")
+del _old, _new
