@@ -29,10 +29,19 @@ PACKAGES = ("ppl_vae", "ppl_vae.data", "ppl_vae.models", "ppl_vae.inference", "p
 SKIP = {"ppl_vae.cli"}
 
 
+def forwards(module: Any) -> bool:
+    """A module that only forwards its names to where they moved (:mod:`ppl_vae._moved`).
+
+    A package that exports names (``__all__``) and forwards only the ones that
+    left it, as ``ppl_vae.inference`` does, is not one.
+    """
+    forwarder = getattr(module, "__getattr__", None)
+    return getattr(forwarder, "__module__", None) == "ppl_vae._moved" and not hasattr(module, "__all__")
+
+
 def moved(name: str) -> bool:
     """An old module path kept for one release (:mod:`ppl_vae._moved`): no page of its own."""
-    forwarder = getattr(importlib.import_module(name), "__getattr__", None)
-    return getattr(forwarder, "__module__", None) == "ppl_vae._moved"
+    return forwards(importlib.import_module(name))
 
 
 def modules() -> list[str]:
@@ -141,6 +150,8 @@ def _lookup(path: str) -> Any:
             obj: Any = importlib.import_module(".".join(parts[:split]))
         except ImportError:
             continue
+        if forwards(obj) and split > 1:
+            continue  # an old module path: ppl_vae.inference.batched_nuts is the exported function
         try:
             for attribute in parts[split:]:
                 obj = getattr(obj, attribute)
