@@ -12,7 +12,7 @@ mnist5k --latent-dim 2 --epochs 50 --out runs/z2``) and the first test digits:
 * one ``compare_posteriors`` run, from which both rules are read:
   *before*, log p̂(x) from the method with the smallest average delta-method
   error, that error reported; *after*, the per-point rule with k̂ and the
-  defensive mixture (:mod:`ppl_vae.inference.compare`);
+  defensive mixture (:mod:`ppl_vae.evaluation.compare`);
 * the largest |z| = |log p̂(x) - log p(x)| / reported error of each rule
   (after: over unflagged points), the share of points whose weights have
   k̂ above the threshold per proposal, and how many points were flagged;
@@ -39,8 +39,8 @@ from helpers.quadrature import log_marginal_grid  # noqa: E402
 
 from ppl_vae import load_checkpoint, load_dataset  # noqa: E402
 from ppl_vae.data import evaluation_data
-from ppl_vae.inference import likelihood
-from ppl_vae.inference.compare import CompareConfig, compare_posteriors  # noqa: E402
+from ppl_vae.evaluation.compare import CompareConfig, compare_posteriors  # noqa: E402
+from ppl_vae.inference import importance as likelihood
 from ppl_vae.inference.mcmc import NUTSConfig  # noqa: E402
 from ppl_vae.inference.streaming import RunningLogMeanExp  # noqa: E402
 from ppl_vae.models import build_model  # noqa: E402

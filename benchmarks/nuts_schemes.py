@@ -39,7 +39,7 @@ import torch
 from ppl_vae.checkpoint import load_checkpoint
 from ppl_vae.data import evaluation_data, load_dataset
 from ppl_vae.devices import resolve_device
-from ppl_vae.inference.diagnostics import check_convergence
+from ppl_vae.evaluation.diagnostics import check_convergence
 from ppl_vae.inference.mcmc import NUTSConfig, sample_posterior
 from ppl_vae.models import build_model
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -31,3 +33,24 @@ def forward(old: str, *targets: str) -> Callable[[str], Any]:
         raise AttributeError(f"module {old!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def moved_module(old: str, new: str) -> None:
+    """Keep the path of a module that moved importable: a module whose names forward to ``new``.
+
+    The old module's file is gone (``git mv`` keeps its history whole), so the
+    forwarder is put in ``sys.modules`` and not on its parent package, where an
+    export of the same name (``ppl_vae.inference.batched_nuts``, the function)
+    stays what it was.
+
+    Parameters
+    ----------
+    old : str
+        The old module path, e.g. ``"ppl_vae.inference.likelihood"``.
+    new : str
+        The module it moved to, e.g. ``"ppl_vae.inference.importance"``.
+    """
+    if old not in sys.modules:
+        module = types.ModuleType(old, f"Moved to :mod:`{new}`; this path goes in the next release.")
+        module.__getattr__ = forward(old, new)  # type: ignore[method-assign]
+        sys.modules[old] = module

@@ -44,6 +44,9 @@ from ppl_vae.data import (
 )
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import ConfigError, DataError, PplVaeError, TrainingInterrupted
+from ppl_vae.evaluation.compare import METHODS, CompareConfig, compare_posteriors, json_safe
+from ppl_vae.evaluation.diagnostics import plot_pair, plot_trace
+from ppl_vae.evaluation.plots import plot_posterior_comparison, save_image_grid
 from ppl_vae.explorer import (
     DEFAULT_MAX_POINTS,
     POSTERIOR_DRAWS_NAME,
@@ -51,20 +54,12 @@ from ppl_vae.explorer import (
     save_posterior_draws,
     write_explorer,
 )
-from ppl_vae.inference.compare import (
-    METHODS,
-    CompareConfig,
-    compare_posteriors,
-    json_safe,
-)
-from ppl_vae.inference.diagnostics import plot_pair, plot_trace
-from ppl_vae.inference.likelihood import Estimate, elbo, iwae
+from ppl_vae.inference.importance import Estimate, elbo, iwae
 from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
 from ppl_vae.inference.objectives import ELBO_ESTIMATORS, ENGINES, OBJECTIVES
 from ppl_vae.inference.psis import pareto_k_threshold
 from ppl_vae.models import LIKELIHOODS, VAE, build_model, import_model_class
 from ppl_vae.models.base import check_positive_int
-from ppl_vae.plotting import plot_posterior_comparison, save_image_grid
 from ppl_vae.training import METRICS_NAME, SVIConfig, train
 from ppl_vae.training.distributed import (
     World,

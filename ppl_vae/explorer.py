@@ -15,7 +15,7 @@ decoded digit, click a test digit to see q(z | x) as 1- and 2-sd ellipses
 
 The plane shows two latent coordinates. For ``latent_dim > 2`` they are the
 two with the largest KL(q(z_j | x) || N(0, 1)) averaged over the shown points
-(:func:`~ppl_vae.inference.latents.kl_per_dimension`), and every other
+(:func:`~ppl_vae.evaluation.representation.kl_per_dimension`), and every other
 coordinate is held at the mean of the shown points' encoder means; the page
 says so.
 """
@@ -88,7 +88,7 @@ def save_posterior_draws(comparison: Any, path: str | os.PathLike,
     Parameters
     ----------
     comparison : Comparison
-        The result of :func:`~ppl_vae.inference.compare_posteriors`.
+        The result of :func:`~ppl_vae.evaluation.compare_posteriors`.
     path : path-like
         An ``.npz`` file, conventionally ``OUT/posterior_draws.npz``.
     num_draws : int
@@ -172,7 +172,7 @@ def plane_dimensions(model: Any, loc: torch.Tensor, x: torch.Tensor) -> tuple[li
                           "latent_dim 1: train one with --latent-dim 2 or more")
     if model.latent_dim == 2:
         return [0, 1], "The plane is the whole 2-D latent space."
-    from ppl_vae.inference.latents import kl_per_dimension
+    from ppl_vae.evaluation.representation import kl_per_dimension
 
     kl = kl_per_dimension(model, x)
     dims = sorted(torch.argsort(kl, descending=True)[:2].tolist())

@@ -1,4 +1,5 @@
-"""Tests of ppl_vae.applications against exact answers worked out by hand."""
+"""Tests of the applications (anomaly ROC, probes, PCA, quantized codes, image corruptions)
+against exact answers worked out by hand."""
 
 from __future__ import annotations
 
@@ -8,19 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from ppl_vae.applications import (
+from ppl_vae.data.corruptions import flip_pixels, mirror_images, paste_patch, shift_images
+from ppl_vae.errors import ConfigError, DataError
+from ppl_vae.evaluation.anomaly import anomaly_roc
+from ppl_vae.evaluation.representation import (
     MAX_QUANTIZATION_BITS,
-    anomaly_roc,
     fit_pca,
-    flip_pixels,
     linear_probe,
-    mirror_images,
-    paste_patch,
     quantize_gaussian,
-    shift_images,
     stratified_subset,
 )
-from ppl_vae.errors import ConfigError, DataError
 
 #: float64 round-off in sums of a few hundred terms.
 EXACT = 1e-10

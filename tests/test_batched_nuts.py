@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from ppl_vae.errors import ConfigError, DataError
-from ppl_vae.inference.adaptation import warmup_stages
-from ppl_vae.inference.batched_nuts import batched_nuts
-from ppl_vae.inference.diagnostics import check_convergence, to_inference_data
+from ppl_vae.evaluation.diagnostics import check_convergence, to_inference_data
+from ppl_vae.inference.mcmc.adaptation import warmup_stages
+from ppl_vae.inference.mcmc.batched_nuts import batched_nuts
 
 # Deviation allowed, in Monte Carlo standard errors (|Z| > 4.5 has p < 1e-5 per check).
 MC_Z = 4.5

@@ -10,14 +10,14 @@ import torch
 
 from ppl_vae.cli import main
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.compare import (
+from ppl_vae.evaluation.compare import (
     DEFENSIVE,
     CompareConfig,
     choose_log_px,
     compare_posteriors,
     energy_distance,
 )
-from ppl_vae.inference.likelihood import Estimate
+from ppl_vae.inference.importance import Estimate
 from ppl_vae.inference.mcmc import NUTSConfig
 
 GAP_Z = 4.0  # gaps may dip below zero by this many standard errors (Monte Carlo noise)

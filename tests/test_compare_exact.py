@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers.quadrature import log_marginal_grid
 
-from ppl_vae.inference.compare import DEFENSIVE, CompareConfig, compare_posteriors
+from ppl_vae.evaluation.compare import DEFENSIVE, CompareConfig, compare_posteriors
 from ppl_vae.inference.mcmc import NUTSConfig
 
 MC_Z = 4.0  # reported standard errors an unflagged log p̂(x) may stray from the exact value

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ppl_vae.errors import DataError
-from ppl_vae.inference.diagnostics import (
+from ppl_vae.evaluation.diagnostics import (
     MIN_ESS_PER_CHAIN,
     R_HAT_MAX,
     check_convergence,

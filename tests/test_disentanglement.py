@@ -10,7 +10,7 @@ import torch
 from scipy import stats
 
 from ppl_vae.errors import ConfigError, DataError
-from ppl_vae.inference.disentanglement import (
+from ppl_vae.evaluation.representation import (
     correlation_matrix,
     discretize,
     mutual_information_gap,

@@ -13,6 +13,7 @@ from _browser import RequestLog
 from _docs import ROOT, missing_docs_tools, smoke_environment, sphinx_command
 
 import ppl_vae
+import ppl_vae.evaluation
 import ppl_vae.inference
 import ppl_vae.models
 
@@ -41,7 +42,7 @@ def test_the_api_reference_documents_every_public_name(docs_smoke_build):
     ids = set()
     for page in (docs_smoke_build.html / "api").glob("*.html"):
         ids |= set(re.findall(r'<dt class="sig sig-object py" id="([^"]+)"', page.read_text()))
-    for package in (ppl_vae, ppl_vae.models, ppl_vae.inference):
+    for package in (ppl_vae, ppl_vae.models, ppl_vae.inference, ppl_vae.evaluation):
         for name in package.__all__:
             assert any(found.startswith("ppl_vae.") and found.endswith(f".{name}") for found in ids), \
                 f"{package.__name__}.{name} is not documented"
@@ -64,7 +65,7 @@ def test_a_broken_reference_to_the_package_fails_the_build(tmp_path):
     shutil.copytree(ROOT / "docs" / "_ext", source / "_ext")
     (source / "index.md").write_text(
         "# Check\n\n{func}`ppl_vae.inference.elbo` and {func}`ppl_vae.inference.no_such_estimator`\n\n"
-        "```{eval-rst}\n.. autofunction:: ppl_vae.inference.likelihood.elbo\n```\n")
+        "```{eval-rst}\n.. autofunction:: ppl_vae.inference.importance.elbo\n```\n")
     # Only this page: the generated API pages would take half a minute and prove nothing more.
     command = sphinx_command(source, tmp_path / "out") + ["-D", "exclude_patterns=api,_ext,conf.py"]
     completed = subprocess.run(command, cwd=ROOT, env=smoke_environment(), capture_output=True,
@@ -82,7 +83,7 @@ def local_file(url: str) -> Path:
 
 
 @pytest.mark.parametrize("page_path", ["index.html", "tutorials/03_variational_inference.html",
-                                       "api/ppl_vae.inference.likelihood.html", "explorer.html"])
+                                       "api/ppl_vae.inference.importance.html", "explorer.html"])
 def test_pages_load_with_every_image_and_internal_link(chromium, docs_smoke_build, page_path):
     url = (docs_smoke_build.html / page_path).resolve().as_uri()
     tab = chromium.new_page()

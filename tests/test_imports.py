@@ -16,7 +16,7 @@ import json, sys, warnings
 import matplotlib, torch
 before = {"backend": matplotlib.get_backend(), "threads": torch.get_num_threads(),
           "filters": len(warnings.filters)}
-import ppl_vae, ppl_vae.inference, ppl_vae.plotting, ppl_vae.explorer, ppl_vae.inference.diagnostics
+import ppl_vae, ppl_vae.inference, ppl_vae.evaluation, ppl_vae.explorer, ppl_vae.data
 after = {"backend": matplotlib.get_backend(), "threads": torch.get_num_threads(),
          "filters": len(warnings.filters)}
 print(json.dumps({"before": before, "after": after, "arviz": "arviz" in sys.modules}))

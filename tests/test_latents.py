@@ -9,13 +9,13 @@ import torch
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
 from ppl_vae.errors import ConfigError, DataError
-from ppl_vae.inference import elbo_terms
-from ppl_vae.inference.latents import (
+from ppl_vae.evaluation.representation import (
     ActiveUnits,
     active_units,
     gaussian_kl,
     kl_per_dimension,
 )
+from ppl_vae.inference import elbo_terms
 from ppl_vae.models import VAE, Autoencoder, GaussianMixture, LinearGaussian
 from ppl_vae.models.networks import MIN_SCALE
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from ppl_vae.inference import likelihood
+from ppl_vae.inference import importance as likelihood
 from ppl_vae.models import LinearGaussian
 
 MC_Z = 4.0  # allowed deviation in Monte Carlo standard errors
@@ -93,7 +93,7 @@ def test_direct_log_weights_are_the_pyro_traces_log_weights():
     """The untraced path that elbo/iwae take for VAE and pPCA gives the traced path's numbers."""
     import pyro
 
-    from ppl_vae.inference.likelihood import _direct_log_weights, log_importance_weights
+    from ppl_vae.inference.importance import _direct_log_weights, log_importance_weights
     from ppl_vae.models import VAE, LinearGaussian
 
     torch.manual_seed(0)

@@ -10,7 +10,7 @@ from pyro.infer import Trace_ELBO
 from torch.distributions import MultivariateNormal, kl_divergence
 
 from ppl_vae.errors import DataError
-from ppl_vae.inference.likelihood import log_importance_weights
+from ppl_vae.inference.importance import log_importance_weights
 from ppl_vae.models import LinearGaussian
 
 DATA_DIM, LATENT_DIM = 6, 2

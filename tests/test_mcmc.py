@@ -10,8 +10,8 @@ import torch
 from pyro import poutine
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.diagnostics import check_convergence
-from ppl_vae.inference.likelihood import log_joint
+from ppl_vae.evaluation.diagnostics import check_convergence
+from ppl_vae.inference.importance import log_joint
 from ppl_vae.inference.mcmc import NUTSConfig, posterior_moments, sample_posterior
 from ppl_vae.models import VAE, LinearGaussian
 

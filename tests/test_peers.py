@@ -162,7 +162,7 @@ def test_nuts_starts_are_the_ones_ppl_vae_uses(monkeypatch):
     """The peers' chain starts and initial inverse mass equal what sample_posterior passes batched_nuts."""
     from peers.problems import evaluation_digits, load_vae, nuts_starts
 
-    import ppl_vae.inference.mcmc as mcmc
+    import ppl_vae.inference.mcmc.api as mcmc
 
     model, x = load_vae(None, latent_dim=2, hidden=16, seed=5), evaluation_digits(None, 3)
     config = mcmc.NUTSConfig(num_samples=5, warmup_steps=5, num_chains=3, seed=7)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ppl_vae.errors import DataError
-from ppl_vae.inference.likelihood import elbo
-from ppl_vae.inference.posteriors import fit_flow_posterior, fit_local_gaussian
+from ppl_vae.inference.importance import elbo
+from ppl_vae.inference.local_vi import fit_flow_posterior, fit_local_gaussian
 
 MC_Z = 4.0  # allowed deviation in Monte Carlo standard errors
 

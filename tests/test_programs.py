@@ -28,10 +28,9 @@ from user_programs import (
 
 from ppl_vae import VAE, GaussianMixture, SVIConfig, train
 from ppl_vae.errors import ConfigError
+from ppl_vae.evaluation import CompareConfig, compare_posteriors
 from ppl_vae.inference import (
-    CompareConfig,
     NUTSConfig,
-    compare_posteriors,
     elbo,
     elbo_terms,
     fit_local_gaussian,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ppl_vae.inference import likelihood
-from ppl_vae.inference.posteriors import LocalGaussian
+from ppl_vae.inference import importance as likelihood
+from ppl_vae.inference.local_vi import LocalGaussian
 from ppl_vae.inference.psis import (
     PARETO_K_THRESHOLD,
     RunningParetoTail,

@@ -9,12 +9,8 @@ import pytest
 import torch
 
 from ppl_vae import VAE, GaussianMixture, SVIConfig, train
-from ppl_vae.inference import (
-    CompareConfig,
-    NUTSConfig,
-    compare_posteriors,
-    fit_local_gaussian,
-)
+from ppl_vae.evaluation import CompareConfig, compare_posteriors
+from ppl_vae.inference import NUTSConfig, fit_local_gaussian
 from ppl_vae.inference.mcmc import sample_posterior
 from ppl_vae.models.gan import GAN, GANConfig, invert_generator, train_gan
 from ppl_vae.rng import keeps_global_rng

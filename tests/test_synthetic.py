@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from ppl_vae.data import KNOWN_DATASETS, load_dataset
-from ppl_vae.errors import ConfigError, DataError
-from ppl_vae.synthetic import (
+from ppl_vae.data.synthetic import (
     FACTOR_NAMES,
     FACTOR_RANGES,
     GLYPHS,
@@ -18,6 +17,7 @@ from ppl_vae.synthetic import (
     render_glyphs,
     sample_factors,
 )
+from ppl_vae.errors import ConfigError, DataError
 
 # Pixel sampling of a smooth edge: the ink of a rendered capsule misses its
 # exact area by 2.4% at most over the factor box (measured), so allow 3%.

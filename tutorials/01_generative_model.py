@@ -30,7 +30,7 @@ import pyro.poutine as poutine
 import torch
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
-from ppl_vae.plotting import image_grid
+from ppl_vae.evaluation.plots import image_grid
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
 OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "01_generative_model"

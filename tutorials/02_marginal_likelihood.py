@@ -43,7 +43,7 @@ from ppl_vae import VAE, LinearGaussian, SVIConfig, load_dataset, resolve_device
 from ppl_vae.data import evaluation_data
 from ppl_vae.inference import elbo, elbo_terms, iwae, naive_prior
 from ppl_vae.inference.defensive import defensive_mixture
-from ppl_vae.inference.posteriors import fit_flow_posterior, fit_local_gaussian
+from ppl_vae.inference.local_vi import fit_flow_posterior, fit_local_gaussian
 from ppl_vae.inference.psis import pareto_k_threshold
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"

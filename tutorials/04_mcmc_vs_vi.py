@@ -35,18 +35,10 @@ import torch
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
 from ppl_vae.data import evaluation_data
-from ppl_vae.inference import (
-    CompareConfig,
-    NUTSConfig,
-    check_convergence,
-    compare_posteriors,
-    elbo,
-    iwae,
-    posterior_moments,
-    sample_posterior,
-)
-from ppl_vae.inference.diagnostics import plot_pair, plot_trace
-from ppl_vae.plotting import plot_posterior_comparison
+from ppl_vae.evaluation import CompareConfig, check_convergence, compare_posteriors
+from ppl_vae.evaluation.diagnostics import plot_pair, plot_trace
+from ppl_vae.evaluation.plots import plot_posterior_comparison
+from ppl_vae.inference import NUTSConfig, elbo, iwae, posterior_moments, sample_posterior
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
 OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "04_mcmc_vs_vi"

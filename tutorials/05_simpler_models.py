@@ -59,7 +59,7 @@ from ppl_vae import (
     resolve_device,
     train,
 )
-from ppl_vae.plotting import image_grid
+from ppl_vae.evaluation.plots import image_grid
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
 OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "05_simpler_models"

@@ -51,8 +51,8 @@ from ppl_vae import (
     train,
 )
 from ppl_vae.data import evaluation_data
+from ppl_vae.evaluation.plots import image_grid
 from ppl_vae.inference import elbo_terms
-from ppl_vae.plotting import image_grid
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
 OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "06_vae_vs_autoencoder"

@@ -52,17 +52,10 @@ import torch
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
 from ppl_vae.data import evaluation_data
-from ppl_vae.inference import (
-    CompareConfig,
-    NUTSConfig,
-    compare_posteriors,
-    elbo,
-    fit_local_gaussian,
-    iwae,
-    log_joint,
-)
+from ppl_vae.evaluation import CompareConfig, compare_posteriors
+from ppl_vae.evaluation.plots import image_grid, plot_posterior_comparison
+from ppl_vae.inference import NUTSConfig, elbo, fit_local_gaussian, iwae, log_joint
 from ppl_vae.models.gan import GAN, GANConfig, invert_generator, train_gan
-from ppl_vae.plotting import image_grid, plot_posterior_comparison
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
 OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "07_vae_gan_flow"

@@ -42,9 +42,9 @@ from matplotlib.ticker import MaxNLocator
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
 from ppl_vae.data import evaluation_data
+from ppl_vae.evaluation.plots import image_grid
+from ppl_vae.evaluation.representation import active_units, kl_per_dimension
 from ppl_vae.inference import elbo_terms, iwae
-from ppl_vae.inference.latents import active_units, kl_per_dimension
-from ppl_vae.plotting import image_grid
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
 OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "08_latent_dimension"

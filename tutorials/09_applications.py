@@ -43,20 +43,18 @@ import pyro
 import torch
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
-from ppl_vae.applications import (
-    anomaly_roc,
+from ppl_vae.data import evaluation_data
+from ppl_vae.data.corruptions import flip_pixels, mirror_images, paste_patch, shift_images
+from ppl_vae.evaluation import gaussian_kl
+from ppl_vae.evaluation.anomaly import anomaly_roc
+from ppl_vae.evaluation.plots import image_grid
+from ppl_vae.evaluation.representation import (
     fit_pca,
-    flip_pixels,
     linear_probe,
-    mirror_images,
-    paste_patch,
     quantize_gaussian,
-    shift_images,
     stratified_subset,
 )
-from ppl_vae.data import evaluation_data
-from ppl_vae.inference import elbo, elbo_terms, gaussian_kl, iwae
-from ppl_vae.plotting import image_grid
+from ppl_vae.inference import elbo, elbo_terms, iwae
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
 OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "09_applications"

@@ -47,14 +47,15 @@ import torch
 
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
 from ppl_vae.data import evaluation_data
-from ppl_vae.inference import elbo_terms, kl_per_dimension
-from ppl_vae.inference.disentanglement import (
+from ppl_vae.data.synthetic import FACTOR_NAMES, FACTOR_RANGES, render_glyphs
+from ppl_vae.evaluation import kl_per_dimension
+from ppl_vae.evaluation.plots import image_grid
+from ppl_vae.evaluation.representation import (
     correlation_matrix,
     mutual_information_gap,
     traversal_codes,
 )
-from ppl_vae.plotting import image_grid
-from ppl_vae.synthetic import FACTOR_NAMES, FACTOR_RANGES, render_glyphs
+from ppl_vae.inference import elbo_terms
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
 OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "10_beta_disentanglement"

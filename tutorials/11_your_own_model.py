@@ -47,11 +47,10 @@ from torch import nn
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
 from ppl_vae.data import evaluation_data
 from ppl_vae.errors import ConfigError
+from ppl_vae.evaluation import CompareConfig, check_convergence, compare_posteriors
+from ppl_vae.evaluation.plots import image_grid
 from ppl_vae.inference import (
-    CompareConfig,
     NUTSConfig,
-    check_convergence,
-    compare_posteriors,
     elbo,
     inspect_program,
     iwae,
@@ -59,7 +58,6 @@ from ppl_vae.inference import (
     posterior_moments,
     sample_posterior,
 )
-from ppl_vae.plotting import image_grid
 
 SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
 OUT = Path(__file__).resolve().parent / ("outputs/smoke" if SMOKE else "outputs") / "11_your_own_model"

@@ -124,7 +124,7 @@ def summary(samples: np.ndarray | torch.Tensor, num_steps: np.ndarray | torch.Te
     samples : shape (num_chains, num_samples, num_points, latent_dim)
     num_steps : shape (num_chains, num_samples, num_points)
     """
-    from ppl_vae.inference.diagnostics import check_convergence, to_inference_data
+    from ppl_vae.evaluation.diagnostics import check_convergence, to_inference_data
 
     def host(values: np.ndarray | torch.Tensor) -> np.ndarray:
         return values.cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)

@@ -3,7 +3,7 @@
     IWAE(x) = log (1/K) sum_k p(x, z_k) / q(z_k | x),     z_k ~ q(z | x)
 
 The K samples are drawn in chunks of the size ppl_vae's streaming IWAE uses
-(:func:`ppl_vae.inference.likelihood._chunks`: at most ``MAX_CHUNK_ELEMENTS``
+(:func:`ppl_vae.inference.importance._chunks`: at most ``MAX_CHUNK_ELEMENTS``
 decoder outputs per pass; for 500 digits of 784 pixels on a CPU that is all
 500 points and 5 samples per pass), a ``lax.scan`` runs over the chunks and
 folds each into a running ``(max, sum of exp)`` per point, so memory does not
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from peers.jax_vae import Params, encode, log_joint
-from ppl_vae.inference.likelihood import _chunks
+from ppl_vae.inference.importance import _chunks
 
 
 def chunk_plan(num_points: int, data_dim: int, latent_dim: int, num_samples: int) -> tuple[int, int]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.likelihood import log_joint as ppl_vae_log_joint
+from ppl_vae.inference.importance import log_joint as ppl_vae_log_joint
 from ppl_vae.models import VAE
 from ppl_vae.models.networks import MIN_SCALE
 

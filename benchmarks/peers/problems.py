@@ -23,7 +23,8 @@ import torch
 from ppl_vae.checkpoint import load_checkpoint
 from ppl_vae.data import evaluation_data, load_dataset
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.mcmc import NUTSConfig, _initial_points
+from ppl_vae.inference.mcmc import NUTSConfig
+from ppl_vae.inference.mcmc.api import _initial_points
 from ppl_vae.models import VAE, build_model
 
 

@@ -1,11 +1,10 @@
 """The API reference, written from the package itself: one page per module of ``ppl_vae``.
 
 Every module gets a page with its docstring (most state the mathematics) and
-its public members. The packages ``ppl_vae``, ``ppl_vae.models`` and
-``ppl_vae.inference`` also list the names they export in ``__all__``, linked
+its public members. The packages (``PACKAGES``) also list the names they export in ``__all__``, linked
 to where each is documented. A reference to an exported name
 (``ppl_vae.inference.elbo``) resolves to the documented one
-(``ppl_vae.inference.likelihood.elbo``) through ``resolve_reexport``, so
+(``ppl_vae.inference.importance.elbo``) through ``resolve_reexport``, so
 docstrings may use either; a name that resolves to nothing fails the build.
 
 The pages are generated into ``docs/api/`` (git-ignored) each build, from
@@ -24,15 +23,25 @@ from typing import Any
 from sphinx.application import Sphinx
 
 PACKAGE = "ppl_vae"
-PACKAGES = ("ppl_vae", "ppl_vae.models", "ppl_vae.inference", "ppl_vae.training")
+PACKAGES = ("ppl_vae", "ppl_vae.data", "ppl_vae.models", "ppl_vae.inference", "ppl_vae.inference.mcmc",
+            "ppl_vae.training", "ppl_vae.evaluation")
 #: Not library API: the command line has its own page (cli.md).
 SKIP = {"ppl_vae.cli"}
 
 
+def forwards(module: Any) -> bool:
+    """A module that only forwards its names to where they moved (:mod:`ppl_vae._moved`).
+
+    A package that exports names (``__all__``) and forwards only the ones that
+    left it, as ``ppl_vae.inference`` does, is not one.
+    """
+    forwarder = getattr(module, "__getattr__", None)
+    return getattr(forwarder, "__module__", None) == "ppl_vae._moved" and not hasattr(module, "__all__")
+
+
 def moved(name: str) -> bool:
     """An old module path kept for one release (:mod:`ppl_vae._moved`): no page of its own."""
-    forwarder = getattr(importlib.import_module(name), "__getattr__", None)
-    return getattr(forwarder, "__module__", None) == "ppl_vae._moved"
+    return forwards(importlib.import_module(name))
 
 
 def modules() -> list[str]:
@@ -97,10 +106,12 @@ def _module_page(name: str) -> str:
 def _index_page(names: list[str]) -> str:
     groups = {
         "Packages": list(PACKAGES),
+        "Data": [n for n in names if n.startswith("ppl_vae.data.")],
         "Models": [n for n in names if n.startswith("ppl_vae.models.")],
         "Inference": [n for n in names if n.startswith("ppl_vae.inference.")],
         "Training": [n for n in names if n.startswith("ppl_vae.training.")],
-        "Data, checkpoints, figures and the explorer": [
+        "Evaluation": [n for n in names if n.startswith("ppl_vae.evaluation.")],
+        "Checkpoints, checks, random numbers and the explorer": [
             n for n in names if n.count(".") == 1],
     }
     lines = ["# API reference", "",
@@ -139,6 +150,8 @@ def _lookup(path: str) -> Any:
             obj: Any = importlib.import_module(".".join(parts[:split]))
         except ImportError:
             continue
+        if forwards(obj) and split > 1:
+            continue  # an old module path: ppl_vae.inference.batched_nuts is the exported function
         try:
             for attribute in parts[split:]:
                 obj = getattr(obj, attribute)
@@ -151,7 +164,7 @@ def _lookup(path: str) -> Any:
 def resolve_reexport(app: Sphinx, env: Any, node: Any, contnode: Any) -> Any:
     """Resolve a reference that Sphinx did not find, to where its object is documented.
 
-    * ``ppl_vae.inference.elbo`` (an export) -> ``ppl_vae.inference.likelihood.elbo``;
+    * ``ppl_vae.inference.elbo`` (an export) -> ``ppl_vae.inference.importance.elbo``;
     * ``CheckpointError`` in a module that imported it -> ``ppl_vae.errors.CheckpointError``;
     * ``model`` in a class that inherits it -> the base class's method;
     * else a name that ends exactly one documented ``ppl_vae`` object (``train``).

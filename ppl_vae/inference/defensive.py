@@ -24,7 +24,7 @@ import pyro.distributions as dist
 import torch
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.posteriors import _PointGuide
+from ppl_vae.inference.local_vi import _PointGuide
 from ppl_vae.inference.program import inspect_program, latent_moments, program_pair
 
 #: Standard deviations of q* are multiplied by this in the widened component.

@@ -1,6 +1,6 @@
 """Running reductions over importance samples, so memory does not grow with K.
 
-The estimators of :mod:`ppl_vae.inference.likelihood` draw the K samples of
+The estimators of :mod:`ppl_vae.inference.importance` draw the K samples of
 each data point in pieces. These accumulators fold the pieces in one at a
 time and keep O(num_points) numbers, in float64:
 

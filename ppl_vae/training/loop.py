@@ -37,7 +37,7 @@ from ppl_vae.errors import (
     TrainingDivergedError,
     TrainingInterrupted,
 )
-from ppl_vae.inference.likelihood import check_data, elbo_terms
+from ppl_vae.inference.importance import check_data, elbo_terms
 from ppl_vae.inference.objectives import has_direct_elbo, make_loss
 from ppl_vae.models.base import (
     ProbabilisticModel,

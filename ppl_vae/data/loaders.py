@@ -1,4 +1,4 @@
-"""Data sets, all offline: embedded real digits, local IDX files, user arrays, synthetic data.
+"""Loading data sets, all offline: embedded real digits, local IDX files, user arrays, synthetic data.
 
 ``load_dataset(name)`` returns a :class:`Dataset`: flat float tensors, images
 scaled to ``[0, 1]``, labels where they are known. Nothing is ever downloaded.
@@ -20,7 +20,7 @@ every class in the test set; ``linear-gaussian`` and ``npy:PATH`` are split at
 random. Both splits are seeded and shuffled. The synthetic sets keep what
 generated them: ``linear-gaussian`` its parameters (``true_params``),
 ``strokes`` the factors of every image (``train_factors``, ``test_factors``,
-named by ``factor_names``; see :mod:`ppl_vae.synthetic`).
+named by ``factor_names``; see :mod:`ppl_vae.data.synthetic`).
 """
 
 from __future__ import annotations
@@ -41,14 +41,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ppl_vae.data.synthetic import FACTOR_NAMES, make_strokes
 from ppl_vae.errors import ConfigError, DataError
-from ppl_vae.synthetic import FACTOR_NAMES, make_strokes
 from ppl_vae.validation import check_int
 
 KNOWN_DATASETS: tuple[str, ...] = (
     "mnist5k", "digits", "mnist", "fashion-mnist", "linear-gaussian", "strokes", "npy:PATH",
 )
-BINARIZE_MODES: tuple[str, ...] = ("none", "static", "dynamic")
 
 _NPY_PREFIX = "npy:"
 _IDX_FILES = {
@@ -124,69 +123,6 @@ class Dataset:
         return replace(self, train_x=move(self.train_x), test_x=move(self.test_x),
                        train_y=move(self.train_y), test_y=move(self.test_y), true_params=params,
                        train_factors=move(self.train_factors), test_factors=move(self.test_factors))
-
-
-def check_binarize_mode(mode: str) -> str:
-    """Return ``mode`` if it is one of :data:`BINARIZE_MODES`.
-
-    Raises
-    ------
-    DataError
-        For any other value.
-    """
-    if not isinstance(mode, str) or mode not in BINARIZE_MODES:
-        raise DataError(
-            f"unknown binarize mode {mode!r}; choose one of {', '.join(BINARIZE_MODES)} "
-            "(--binarize)"
-        )
-    return mode
-
-
-def evaluation_data(x: torch.Tensor, mode: str, seed: int) -> torch.Tensor:
-    """The fixed evaluation copy of ``x``: one seeded binary draw unless ``mode == "none"``.
-
-    Training with ``static`` or ``dynamic`` binarization is evaluated on this
-    copy, so every epoch and ``ppl-vae evaluate`` see the same binary test set.
-    """
-    if check_binarize_mode(mode) == "none":
-        return x
-    generator = torch.Generator(device=x.device).manual_seed(seed + 1)
-    return binarize(x, generator=generator)
-
-
-def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Draw binary data, each value 1 with probability ``x``.
-
-    Parameters
-    ----------
-    x : Tensor, any shape
-        Probabilities in [0, 1], e.g. pixel intensities.
-    generator : torch.Generator, optional
-        Source of randomness, on the device of ``x``; the global one if None.
-
-    Returns
-    -------
-    Tensor, the shape, dtype and device of ``x``
-        Zeros and ones.
-
-    Raises
-    ------
-    DataError
-        If ``x`` is not floating point, or holds values outside [0, 1] or NaN.
-    """
-    if not x.is_floating_point():
-        raise DataError(
-            f"binarize needs floating point intensities in [0, 1]; got {x.dtype}. "
-            "Scale 8-bit pixels with x.float() / 255"
-        )
-    outside = ~((x >= 0) & (x <= 1))
-    if bool(outside.any()):
-        raise DataError(
-            f"binarization needs intensities in [0, 1]; {int(outside.sum())} values lie outside "
-            "or are NaN. Rescale the data to [0, 1], or use --likelihood gaussian with "
-            "--binarize none"
-        )
-    return torch.bernoulli(x, generator=generator)
 
 
 def load_dataset(name: str = "mnist5k", *, root: str | os.PathLike | None = None, seed: int = 0,
@@ -536,7 +472,7 @@ def _linear_gaussian_options(options: dict[str, int | float]) -> tuple[int, int,
 
 def _load_strokes(seed: int, test_fraction: float, dtype: torch.dtype,
                   **options: int | str) -> Dataset:
-    """Glyphs drawn by :func:`ppl_vae.synthetic.make_strokes`, split at random."""
+    """Glyphs drawn by :func:`ppl_vae.data.synthetic.make_strokes`, split at random."""
     unknown = [key for key in options if key not in _STROKES_OPTIONS]
     if unknown:
         raise DataError(

@@ -18,7 +18,7 @@ different data points are independent. Three schemes sample them:
 * ``"batched"`` (default): every chain of every point is its own NUTS chain
   (own step size, dense mass matrix and trajectory), all advanced together
   with one batched gradient per leapfrog step
-  (:mod:`ppl_vae.inference.batched_nuts`); the encoder's variances are the
+  (:mod:`ppl_vae.inference.mcmc.batched_nuts`); the encoder's variances are the
   initial inverse mass matrix.
 * ``"joint"``: Pyro's ``NUTS`` on all points at once, one step size and one
   U-turn criterion for all, set by the hardest point.
@@ -53,8 +53,8 @@ import torch
 from pyro.infer.mcmc import NUTS
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.batched_nuts import batched_nuts
-from ppl_vae.inference.likelihood import check_data
+from ppl_vae.inference.importance import check_data
+from ppl_vae.inference.mcmc.batched_nuts import batched_nuts
 from ppl_vae.inference.objectives import has_direct_elbo
 from ppl_vae.inference.program import (
     ProgramStructure,
@@ -165,7 +165,7 @@ class MCMCResult:
 
     def to_inference_data(self) -> Any:
         """An ArviZ ``InferenceData``: one variable per latent site, dims (chain, draw, point, ...)."""
-        from ppl_vae.inference.diagnostics import to_inference_data
+        from ppl_vae.evaluation.diagnostics import to_inference_data
 
         return to_inference_data(self.sites if len(self.sites) > 1 else self.samples,
                                  self.sample_stats, self.point_index or list(range(self.num_points)))

@@ -40,7 +40,7 @@ from pyro.infer import Trace_ELBO
 from torch import nn
 
 from ppl_vae.errors import DataError
-from ppl_vae.inference.likelihood import check_data
+from ppl_vae.inference.importance import check_data
 from ppl_vae.inference.objectives import has_direct_elbo
 from ppl_vae.inference.program import (
     ProgramStructure,

@@ -18,7 +18,7 @@ the trajectory by the biased transition of Betancourt (2017, appendix A.3.2),
 and U-turns of every sub-subtree are checked from momentum checkpoints kept
 at even leaves. Warm-up follows Stan: dual averaging of the step size and a
 diagonal mass matrix re-estimated at the end of each slow window
-(:mod:`ppl_vae.inference.adaptation`).
+(:mod:`ppl_vae.inference.mcmc.adaptation`).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from ppl_vae.errors import ConfigError, DataError
-from ppl_vae.inference.adaptation import DualAveraging, RunningCovariance, warmup_stages
+from ppl_vae.inference.mcmc.adaptation import DualAveraging, RunningCovariance, warmup_stages
 
 #: A leaf whose energy exceeds the starting energy by more than this is a divergence (Pyro's and Stan's value).
 MAX_DELTA_ENERGY = 1000.0
