@@ -2,30 +2,32 @@
 
 Usage::
 
-    python benchmarks/contention.py [--policies default passive one_thread] [--repeats 3] [--out contention.json]
+    python benchmarks/contention.py [--policies fixed adaptive passive one_thread] [--repeats 3]
+                                    [--out contention.json]
 
-Eager torch runs each operator on an OpenMP team; a team's threads meet at a
-barrier after every operator, and with the default wait policy they spin
-there. When another process holds one of the cores, the thread that shares
-its core is descheduled for whole time slices while its partner spins: every
-operator then costs a scheduler quantum. This benchmark measures that, on
-two workloads:
+Eager torch runs each operator on a team of OpenMP threads that meet at a
+barrier after it, and with the default wait policy they spin there. When
+another process holds one of the cores, the thread that shares its core runs
+only in the scheduler's time slices while its partner spins: every operator
+then waits for a slice. This benchmark measures that on two workloads:
 
 * ``svi``: :func:`ppl_vae.train` of the 784-400-20 VAE on the mnist5k
-  digits (batch 128, dynamic binarization), ms per step over 2 epochs after
+  digits (batch 128, dynamic binarization), ms per step over 5 epochs after
   a warm-up epoch;
-* ``nuts``: :func:`ppl_vae.inference.sample_posterior` with batched NUTS on
-  20 test digits of an untrained latent-2 VAE, 4 chains x (100 + 100), seconds.
+* ``nuts``: :func:`ppl_vae.inference.mcmc.sample_posterior` with batched NUTS
+  on 20 test digits of an untrained latent-2 VAE, 4 chains x (100 + 100), seconds.
 
-Each (policy, load) cell runs in a fresh interpreter, because OpenMP reads
-its environment once, when torch loads: ``default`` (torch's own choice of
-threads, OpenMP's default wait policy), ``passive`` (``OMP_WAIT_POLICY=PASSIVE``:
-threads sleep at barriers instead of spinning), ``one_thread``
-(``OMP_NUM_THREADS=1``), ``ppl_vae_cli`` (what the ``ppl-vae`` command sets
-up before it imports torch). The load is one busy process, a pure-Python
-loop (one core at 100%), started before the workload and killed after it.
-Repeats are interleaved. The table gives each cell's median and its
-slowdown under load against the same policy idle, and against ``default`` idle.
+Policies, each (policy, load) cell in a fresh interpreter because OpenMP
+reads its environment once, when torch loads: ``fixed`` (torch's own thread
+count throughout, ``adapt_threads=False``: ppl_vae before
+:mod:`ppl_vae.threads`), ``adaptive`` (the default: threads follow the free
+cores), ``passive`` (fixed, ``OMP_WAIT_POLICY=PASSIVE``: threads sleep at
+barriers), ``one_thread`` (``OMP_NUM_THREADS=1``), ``spin_1k`` (fixed,
+``GOMP_SPINCOUNT=1000``: a short spin, then sleep). The load is one busy
+process, a pure-Python loop (one core at 100%), started before the workload
+and killed after it. Repeats are interleaved. The table gives each cell's
+median, its slowdown under load against the same policy idle, and both
+against ``fixed`` idle.
 """
 
 from __future__ import annotations
@@ -40,12 +42,11 @@ import time
 from pathlib import Path
 
 POLICIES = {
-    "default": {},
-    "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
-    "one_thread": {"OMP_NUM_THREADS": "1"},
-    "spin_1k": {"GOMP_SPINCOUNT": "1000"},
-    "spin_10k": {"GOMP_SPINCOUNT": "10000"},
-    "spin_100k": {"GOMP_SPINCOUNT": "100000"},
+    "fixed": {"ADAPT": "0"},
+    "adaptive": {"ADAPT": "1"},
+    "passive": {"ADAPT": "0", "OMP_WAIT_POLICY": "PASSIVE"},
+    "one_thread": {"ADAPT": "0", "OMP_NUM_THREADS": "1"},
+    "spin_1k": {"ADAPT": "0", "GOMP_SPINCOUNT": "1000"},
 }
 WORKLOADS = ("svi", "nuts")
 BUSY_LOOP = "while True: pass"
@@ -55,6 +56,8 @@ def _child(workload: str) -> None:
     """Run one workload in this process and print its figure as JSON."""
     import torch
 
+    adapt = os.environ["ADAPT"] == "1"
+
     from ppl_vae import VAE, SVIConfig, load_dataset, train
     from ppl_vae.data import evaluation_data
     from ppl_vae.inference.mcmc import NUTSConfig, sample_posterior
@@ -63,27 +66,25 @@ def _child(workload: str) -> None:
     torch.manual_seed(0)
     if workload == "svi":
         model = VAE(784, 20, hidden_dims=(400,))
-        history = train(model, data.train_x, SVIConfig(epochs=3, binarize="dynamic"), progress=False).history
+        history = train(model, data.train_x, SVIConfig(epochs=6, binarize="dynamic"), progress=False,
+                        adapt_threads=adapt).history
         steps = -(-len(data.train_x) // 128)
-        seconds = (history[-1]["wall_time"] - history[0]["wall_time"]) / 2
+        seconds = (history[-1]["wall_time"] - history[0]["wall_time"]) / 5
         figure = {"ms_per_step": 1e3 * seconds / steps}
     else:
         model = VAE(784, 2, hidden_dims=(400,)).eval()
         x = evaluation_data(data.test_x, "dynamic", 0)[:20]
-        config = NUTSConfig(num_samples=100, warmup_steps=100, num_chains=4, scheme="batched", seed=0)
+        config = NUTSConfig(num_samples=100, warmup_steps=100, num_chains=4, scheme="batched", seed=0,
+                            adapt_threads=adapt)
         figure = {"seconds": sample_posterior(model, x, config).wall_time}
     print(json.dumps({**figure, "threads": torch.get_num_threads()}))
 
 
 def _run(workload: str, policy: str, loaded: bool) -> dict:
-    environment = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    if policy == "ppl_vae_cli":
-        command = [sys.executable, "-c",
-                   "import sys, ppl_vae_console; ppl_vae_console.configure_threads(); "
-                   f"sys.argv = ['x', '--child', {workload!r}]; exec(open({__file__!r}).read())"]
-    else:
-        environment.update(POLICIES[policy])
-        command = [sys.executable, __file__, "--child", workload]
+    environment = {k: v for k, v in os.environ.items()
+                   if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    environment.update(POLICIES[policy])
+    command = [sys.executable, __file__, "--child", workload]
     busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) if loaded else None
     try:
         if busy:
@@ -99,8 +100,8 @@ def _run(workload: str, policy: str, loaded: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policies", nargs="+", default=[*POLICIES, "ppl_vae_cli"],
-                        choices=[*POLICIES, "ppl_vae_cli"])
+    parser.add_argument("--policies", nargs="+", default=["fixed", "adaptive", "passive", "one_thread"],
+                        choices=list(POLICIES))
     parser.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=None)
@@ -127,7 +128,7 @@ def main() -> None:
           f"{'idle vs default':>15} {'loaded vs default idle':>22}")
     rows = []
     for workload in args.workloads:
-        base = statistics.median(cells[(workload, "default", False)]) if "default" in args.policies else None
+        base = statistics.median(cells[(workload, "fixed", False)]) if "fixed" in args.policies else None
         for policy in args.policies:
             idle = statistics.median(cells[(workload, policy, False)])
             loaded = statistics.median(cells[(workload, policy, True)])

@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ppl_vae"
 #: Layers from the bottom up; a module may import from its own layer and those below it.
 #: ``training`` and ``evaluation`` share a rank but may not import each other.
 LAYERS: dict[str, int] = {
-    "base": 0,          # errors, validation, rng, devices, checkpoint, the old-path forwarders
+    "base": 0,          # errors, validation, rng, devices, threads, checkpoint, the old-path forwarders
     "data": 1,          # ppl_vae/data/: loaders, binarization, synthetic sets, corruptions
     "models": 2,        # ppl_vae/models/
     "inference": 3,     # ppl_vae/inference/: ELBOs, importance sampling, MCMC, local q*

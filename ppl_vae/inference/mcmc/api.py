@@ -66,6 +66,7 @@ from ppl_vae.inference.program import (
 )
 from ppl_vae.models.base import check_positive_int
 from ppl_vae.rng import keeps_global_rng
+from ppl_vae.threads import FreeCoreThreads
 
 SCHEMES = ("batched", "joint", "per_point")
 
@@ -102,6 +103,11 @@ class NUTSConfig:
         Chains start at ``mu(x) + init_scale * sigma(x) * eps`` from the encoder,
         overdispersed so that R-hat can detect chains that have not mixed.
     seed : int
+    adapt_threads : bool
+        ``"batched"``: keep torch's CPU thread count at the cores other
+        processes leave free while sampling (:mod:`ppl_vae.threads`; restored
+        afterwards). Draws are reproducible per thread count; False leaves
+        torch's setting alone.
     """
 
     num_samples: int = 1000
@@ -114,6 +120,7 @@ class NUTSConfig:
     max_tree_depth: int = 10
     init_scale: float = 2.0
     seed: int = 0
+    adapt_threads: bool = True
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "warmup_steps", "num_chains", "max_tree_depth"):
@@ -299,15 +306,19 @@ def _run_batched(target: Target, x: torch.Tensor, inits: list[torch.Tensor],
     num_chains, num_points = config.num_chains, len(x)
     x_rows = x.detach().repeat(num_chains, *([1] * (x.dim() - 1)))
 
+    threads = FreeCoreThreads(config.adapt_threads and x.device.type == "cpu")
+
     def potential(z: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
+        threads.poll()  # once per leapfrog step
         rows = x_rows if len(chains) == len(x_rows) else x_rows[chains]
         return -target.log_density(rows, z)
 
     generator = torch.Generator(device=x.device).manual_seed(config.seed)
-    run = batched_nuts(potential, torch.cat(inits), config.num_samples, config.warmup_steps,
-                       inverse_mass=inverse_mass.repeat(num_chains, 1), dense_mass=config.dense_mass,
-                       target_accept_prob=config.target_accept_prob,
-                       max_tree_depth=config.max_tree_depth, generator=generator)
+    with threads:
+        run = batched_nuts(potential, torch.cat(inits), config.num_samples, config.warmup_steps,
+                           inverse_mass=inverse_mass.repeat(num_chains, 1), dense_mass=config.dense_mass,
+                           target_accept_prob=config.target_accept_prob,
+                           max_tree_depth=config.max_tree_depth, generator=generator)
 
     def by_chain(values: torch.Tensor) -> torch.Tensor:  # (C*P, S, ...) -> (C, S, P, ...)
         return values.reshape(num_chains, num_points, *values.shape[1:]).transpose(1, 2)
