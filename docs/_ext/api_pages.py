@@ -111,7 +111,7 @@ def _index_page(names: list[str]) -> str:
         "Inference": [n for n in names if n.startswith("ppl_vae.inference.")],
         "Training": [n for n in names if n.startswith("ppl_vae.training.")],
         "Evaluation": [n for n in names if n.startswith("ppl_vae.evaluation.")],
-        "Checkpoints, checks, random numbers and the explorer": [
+        "Checkpoints, checks, random numbers, threads and the explorer": [
             n for n in names if n.count(".") == 1],
     }
     lines = ["# API reference", "",
