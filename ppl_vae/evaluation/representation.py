@@ -159,11 +159,12 @@ def kl_per_dimension(model: ProbabilisticModel, x: torch.Tensor, *,
     Raises
     ------
     DataError
-        If ``x`` is not a non-empty floating tensor of shape (num_points, data_dim).
+        If ``x`` is not a non-empty floating tensor of shape (num_points, data_dim)
+        on the model's device.
     ConfigError
         If the model has no continuous latent code or no prior N(0, I) (an
-        :class:`~ppl_vae.models.Autoencoder`), ``x`` is on another device than
-        the model, or ``batch_size`` is not a positive integer.
+        :class:`~ppl_vae.models.Autoencoder`), or ``batch_size`` is not a
+        positive integer.
     """
     _check_encoder_inputs(model, x, "kl_per_dimension", batch_size)
     check_has_prior(model, "kl_per_dimension")
@@ -204,12 +205,11 @@ def active_units(model: ProbabilisticModel, x: torch.Tensor, threshold: float = 
     Raises
     ------
     DataError
-        If ``x`` is malformed, has fewer than two rows, or the encoder's means
-        are not finite.
+        If ``x`` is malformed, on another device than the model, has fewer
+        than two rows, or the encoder's means are not finite.
     ConfigError
-        If the model has no continuous latent code, ``x`` is on another device
-        than the model, ``threshold`` is not a finite non-negative number or
-        ``batch_size`` is not a positive integer.
+        If the model has no continuous latent code, ``threshold`` is not a
+        finite non-negative number or ``batch_size`` is not a positive integer.
     """
     _check_encoder_inputs(model, x, "active_units", batch_size)
     check_number(threshold, "threshold", positive=False)

@@ -92,15 +92,15 @@ def check_device(x: torch.Tensor, module: nn.Module, name: str) -> None:
 
     Raises
     ------
-    ConfigError
-        If ``x`` is a meta tensor or lies on another device.
     DataError
-        If ``x`` is floating point of another dtype than the parameters.
+        If ``x`` is a meta tensor, lies on another device, or is floating
+        point of another dtype than the parameters (each a problem of the data
+        handed in, not of a setting).
     """
     parameter = next(module.parameters())
     device = parameter.device
     if x.device.type == "meta":
-        raise ConfigError(
+        raise DataError(
             f"{name} got a meta tensor (a shape without values); create the data with values on "
             f"{device}, e.g. torch.as_tensor(values, device={str(device)!r})"
         )
@@ -110,7 +110,7 @@ def check_device(x: torch.Tensor, module: nn.Module, name: str) -> None:
             f"the data with x.to({parameter.dtype}), or the model with model.to({x.dtype})"
         )
     if x.device != device:
-        raise ConfigError(
+        raise DataError(
             f"{name} is on {x.device} but the model is on {device}; move one, e.g. "
             f"{name}.to(model.device) or model.to({name}.device)"
         )
