@@ -90,25 +90,25 @@ def direct_elbo_loss(model: GaussianLatentModel, x: torch.Tensor, num_data: int 
         ``-ELBO``, summed over the batch and scaled to the data set.
     """
     scale = 1.0 if num_data is None else num_data / x.shape[0]
-    posterior = model.guide_distribution(x)
-    z = posterior.rsample() if num_particles == 1 else posterior.rsample((num_particles,))
+    q = model.guide_distribution(x)
+    z = q.rsample() if num_particles == 1 else q.rsample((num_particles,))
     log_likelihood = _log_likelihood_sum(model.decode(z), x)
     kl = None
     if estimator == "meanfield" and type(model).prior is GaussianLatentModel.prior:
-        kl = _kl_to_standard_normal_sum(posterior)
+        kl = _kl_to_standard_normal_sum(q)
         if kl is not None:
             return -scale * (log_likelihood - beta * num_particles * kl) / num_particles
     prior = model.prior(x)
     if estimator == "meanfield":
         if num_particles > 1:  # as Pyro's particle plate does; it decides which KL rules apply
-            shape = (num_particles, *posterior.batch_shape)
-            posterior, prior = posterior.expand(shape), prior.expand(shape)
+            shape = (num_particles, *q.batch_shape)
+            q, prior = q.expand(shape), prior.expand(shape)
         try:
-            kl = kl_divergence(posterior, prior).sum()
+            kl = kl_divergence(q, prior).sum()
         except NotImplementedError:  # Pyro falls back on the Monte Carlo term too
             kl = None
     if kl is None:
-        kl = (posterior.log_prob(z) - prior.log_prob(z)).sum()
+        kl = (q.log_prob(z) - prior.log_prob(z)).sum()
     return -scale * (log_likelihood - beta * kl) / num_particles
 
 
@@ -169,14 +169,14 @@ def gaussian_kl(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return _standard_normal_kl(loc, scale, summed=False)
 
 
-def _kl_to_standard_normal_sum(posterior: Distribution) -> torch.Tensor | None:
+def _kl_to_standard_normal_sum(q: Distribution) -> torch.Tensor | None:
     """Sum of KL(q || N(0, I)) over the batch for a diagonal Gaussian q, else None.
 
     The same value as ``kl_divergence(q, p).sum()`` with fewer kernels (see
     :func:`_standard_normal_kl`).
     """
-    base = posterior.base_dist if isinstance(posterior, Independent) else None
-    if not (isinstance(base, Normal) and posterior.reinterpreted_batch_ndims == 1):
+    base = q.base_dist if isinstance(q, Independent) else None
+    if not (isinstance(base, Normal) and q.reinterpreted_batch_ndims == 1):
         return None
     return _standard_normal_kl(base.loc, base.scale, summed=True)
 
@@ -266,9 +266,9 @@ def direct_iwae_loss(model: GaussianLatentModel, x: torch.Tensor, num_data: int 
     Tensor, shape ()
     """
     scale = 1.0 if num_data is None else num_data / x.shape[0]
-    posterior = model.guide_distribution(x)
-    z = posterior.rsample((num_particles,))
-    log_weights = model.decode(z).log_prob(x) + beta * (model.prior(x).log_prob(z) - posterior.log_prob(z))
+    q = model.guide_distribution(x)
+    z = q.rsample((num_particles,))
+    log_weights = model.decode(z).log_prob(x) + beta * (model.prior(x).log_prob(z) - q.log_prob(z))
     return -scale * (log_weights.logsumexp(0) - math.log(num_particles)).sum()
 
 
