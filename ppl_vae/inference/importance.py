@@ -241,9 +241,9 @@ def _direct_log_weights(model: ProbabilisticModel, x: torch.Tensor, num_samples:
     transcribes: the same draws (z = q.rsample((K,))) and densities as the Pyro
     traces, at a fraction of the per-pass cost.
     """
-    q = model.guide_distribution(x)
-    z = q.rsample((num_samples,))
-    return model.decode(z).log_prob(x) + model.prior(x).log_prob(z) - q.log_prob(z)
+    posterior = model.guide_distribution(x)
+    z = posterior.rsample((num_samples,))
+    return model.decode(z).log_prob(x) + model.prior(x).log_prob(z) - posterior.log_prob(z)
 
 
 def _chunks(x: torch.Tensor, num_samples: int, per_point: int):
