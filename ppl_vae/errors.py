@@ -13,11 +13,19 @@ class PplVaeError(Exception):
 
 
 class DataError(PplVaeError, ValueError):
-    """A data set or an input array cannot be used (missing, malformed, wrong shape or range)."""
+    """A data set or an input array cannot be used as given.
+
+    Missing or malformed files; tensors of the wrong type, shape, dtype or
+    range, with NaN, or on another device than the model.
+    """
 
 
 class ConfigError(PplVaeError, ValueError):
-    """A configuration value is out of its allowed range."""
+    """A setting is unknown or out of its allowed range.
+
+    Also the name or an option of a data set, a binarization mode, a device
+    name: anything the user chooses rather than the data handed in.
+    """
 
 
 class CheckpointError(PplVaeError):
@@ -25,7 +33,7 @@ class CheckpointError(PplVaeError):
 
 
 class TrainingDivergedError(PplVaeError):
-    """The training loss or its gradient became non-finite."""
+    """A loss became NaN or infinite while fitting (SVI training, a mixture, a GAN, a local q*)."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):

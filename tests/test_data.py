@@ -115,7 +115,7 @@ def test_missing_mlxtend_says_how_to_install_it(monkeypatch):
 
 
 def test_an_unknown_name_lists_the_known_ones():
-    with pytest.raises(DataError) as error:
+    with pytest.raises(ConfigError) as error:  # a setting (issue 16: was DataError)
         load_dataset("mnst")
     assert "'mnst'" in str(error.value) and "did you mean 'mnist'" in str(error.value)
     assert all(name in str(error.value) for name in KNOWN_DATASETS)
@@ -126,7 +126,7 @@ def test_an_unknown_name_lists_the_known_ones():
     ("linear-gaussian", {"num_point": 10}, "num_point'"),
 ])
 def test_an_option_a_data_set_does_not_take_is_named(name, kwargs, message):
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(ConfigError, match=message):  # a setting (issue 16: was DataError)
         load_dataset(name, **kwargs)
 
 
@@ -435,7 +435,7 @@ def test_binarize_refuses_values_that_are_not_probabilities(x, message):
 
 def test_binarize_modes_are_checked():
     assert [check_binarize_mode(mode) for mode in BINARIZE_MODES] == list(BINARIZE_MODES)
-    with pytest.raises(DataError, match="none, static, dynamic"):
+    with pytest.raises(ConfigError, match="none, static, dynamic"):  # issue 16: was DataError
         check_binarize_mode("sometimes")
 
 

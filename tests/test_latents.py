@@ -257,11 +257,11 @@ def test_an_autoencoder_has_active_units_but_no_kl_to_a_prior():
         kl_per_dimension(model, x)
 
 
-def test_data_on_another_device_raise_config_error():
+def test_data_on_another_device_raise_data_error():
     model = VAE(12, 3, hidden_dims=(8,))
     x = torch.rand(4, 12, device="meta")
     for function in (kl_per_dimension, active_units):
-        with pytest.raises(ConfigError, match="device"):
+        with pytest.raises(DataError, match="device"):  # issue 16: was ConfigError
             function(model, x)
 
 

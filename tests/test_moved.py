@@ -28,6 +28,10 @@ MOVED = [
     ("ppl_vae.inference.likelihood", "iwae", "ppl_vae.inference.importance"),
     ("ppl_vae.inference.likelihood", "MAX_CHUNK_ELEMENTS", "ppl_vae.inference.importance"),
     ("ppl_vae.inference.posteriors", "fit_local_gaussian", "ppl_vae.inference.local_vi"),
+    ("ppl_vae.models.neural", "NeuralLikelihoodMixin", "ppl_vae.models.vae"),
+    ("ppl_vae.models.neural", "GaussianObservation", "ppl_vae.models.vae"),
+    ("ppl_vae.models.neural", "Decoder", "ppl_vae.models.networks"),
+    ("ppl_vae.models.two_layer", "TwoLayerVAE", "ppl_vae.models.vae"),
 ]
 
 

@@ -120,3 +120,59 @@ def test_a_subclass_that_rewrites_the_model_program_trains_through_pyro():
     pyro.set_rng_seed(0)
     without = direct_elbo_loss(model, x)
     assert float(with_extra) == pytest.approx(float(without) + 123.0, rel=1e-6)
+
+
+# ----- the closed-form Gaussian KL: one formula for the ELBO and for gaussian_kl --------------
+
+
+def _codes(dtype=torch.float64):
+    generator = torch.Generator().manual_seed(2)
+    loc = torch.randn(7, 4, generator=generator, dtype=dtype)
+    return loc, torch.rand(7, 4, generator=generator, dtype=dtype) + 0.05
+
+
+def test_the_elbo_kl_and_gaussian_kl_are_one_formula():
+    from torch.distributions import Independent, Normal, kl_divergence
+
+    from ppl_vae.inference.objectives import _kl_to_standard_normal_sum, gaussian_kl
+
+    loc, scale = _codes()
+    summed = _kl_to_standard_normal_sum(Independent(Normal(loc, scale), 1))
+    # Bit for bit the expression every training history was computed with (issue 16 moved it).
+    assert torch.equal(summed, 0.5 * (loc.pow(2) + scale.pow(2) - 1.0).sum() - scale.log().sum())
+    exact = kl_divergence(Normal(loc, scale), Normal(torch.zeros_like(loc), torch.ones_like(scale)))
+    torch.testing.assert_close(gaussian_kl(loc, scale), exact, **TOLERANCE)
+    torch.testing.assert_close(summed, exact.sum(), **TOLERANCE)
+
+
+def test_gaussian_kl_reads_no_value_off_a_device():
+    """The positivity check runs on CPU tensors only; a meta tensor has no values to read, so any
+    read back (what would wait for a GPU) raises here."""
+    from ppl_vae.inference.objectives import gaussian_kl
+
+    loc, scale = (t.to("meta") for t in _codes(torch.float32))
+    kl = gaussian_kl(loc, -scale)
+    assert kl.device.type == "meta" and kl.shape == loc.shape
+
+
+def test_a_non_positive_scale_on_the_cpu_is_refused_in_one_line():
+    from ppl_vae.errors import DataError
+    from ppl_vae.inference.objectives import gaussian_kl
+
+    loc, scale = _codes()
+    for bad in (-scale, torch.zeros_like(scale)):
+        with pytest.raises(DataError, match="every scale must be positive; pass standard deviations"):
+            gaussian_kl(loc, bad)
+
+
+@pytest.mark.gpu
+def test_gaussian_kl_does_not_synchronize_a_gpu_and_gives_nan_for_a_negative_scale():
+    from ppl_vae.inference.objectives import gaussian_kl
+
+    loc, scale = (t.cuda() for t in _codes(torch.float32))
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        kl = gaussian_kl(loc, -scale)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert bool(kl.isnan().all())

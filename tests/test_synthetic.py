@@ -202,8 +202,8 @@ def test_to_moves_the_factors():
 
 
 @pytest.mark.parametrize("options, error, message", [
-    ({"num_point": 10}, DataError, "num_point'"),
-    ({"noise_scale": 0.1}, DataError, "noise_scale"),
+    ({"num_point": 10}, ConfigError, "num_point'"),  # issue 16: unknown options were DataError
+    ({"noise_scale": 0.1}, ConfigError, "noise_scale"),
     ({"num_points": 1}, ConfigError, "num_points"),
     ({"num_points": 2.5}, ConfigError, "num_points"),
     ({"image_size": 8}, ConfigError, "image_size"),
@@ -215,5 +215,5 @@ def test_bad_strokes_options_are_refused(options, error, message):
 
 
 def test_other_data_sets_name_the_strokes_options():
-    with pytest.raises(DataError, match="image_size, glyph belong to strokes"):
+    with pytest.raises(ConfigError, match="image_size, glyph belong to strokes"):
         load_dataset("digits", image_size=16)

@@ -10,7 +10,7 @@ from pyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 from torch.distributions import Normal, kl_divergence
 
 from ppl_vae.errors import ConfigError, DataError
-from ppl_vae.models import VAE
+from ppl_vae.models import MODEL_CLASSES, VAE, Autoencoder, LinearGaussian, TwoLayerVAE
 
 DATA_DIM, LATENT_DIM, BATCH = 12, 3, 7
 # Pyro and the hand-written ELBO add the same float64 terms in another order.
@@ -85,6 +85,50 @@ def test_every_parameter_is_registered_and_trained_by_pyro_svi(likelihood):
         module, _, leaf = name.partition(".")
         assert store.get_param(f"vae.{module}$$${leaf}") is param, name
         assert not torch.equal(param.detach(), before[name]), f"{name} did not change"
+
+
+def registered_parameters(model, x: torch.Tensor) -> set[str]:
+    """Names (``module.leaf``) of the parameters that one run of the guide and the model registers."""
+    guide_trace = pyro.poutine.trace(model.guide).get_trace(x)
+    model_trace = pyro.poutine.trace(pyro.poutine.replay(model.model, trace=guide_trace)).get_trace(x)
+    names = {name for trace in (guide_trace, model_trace) for name, site in trace.nodes.items()
+             if site["type"] == "param"}
+    prefix = f"{model.pyro_name}."
+    return {name.removeprefix(prefix).replace("$$$", ".") for name in names}
+
+
+@pytest.mark.parametrize("make", [
+    lambda: VAE(DATA_DIM, LATENT_DIM, likelihood="gaussian", learn_observation_scale=True),
+    lambda: TwoLayerVAE(DATA_DIM, LATENT_DIM, likelihood="gaussian", learn_observation_scale=True),
+    lambda: Autoencoder(DATA_DIM, LATENT_DIM, likelihood="gaussian", learn_observation_scale=True),
+    lambda: LinearGaussian(DATA_DIM, LATENT_DIM),
+], ids=["VAE", "TwoLayerVAE", "Autoencoder", "LinearGaussian"])
+def test_the_two_programs_register_every_parameter_of_every_model(make):
+    """Pyro's optimizers train only what the programs register: a learned noise scale left out
+    would silently stay at its initial value under the Pyro engine."""
+    model = make()
+    x = make_batch("gaussian").float()
+    assert registered_parameters(model, x) == {name for name, _ in model.named_parameters()}
+    assert "observation.log_scale" in registered_parameters(model, x) or isinstance(model, LinearGaussian)
+
+
+@pytest.mark.parametrize("name", [name for name, cls in MODEL_CLASSES.items() if len(cls.__bases__) > 1])
+def test_the_order_of_a_model_class_s_bases_changes_no_method(name):
+    """Before issue 16 both bases of VAE defined generative_modules: swapped, the learned Gaussian
+    noise scale dropped out of Pyro's registration without a word."""
+    bases = MODEL_CLASSES[name].__bases__
+    forward, reverse = type("Forward", bases, {}), type("Reverse", bases[::-1], {})
+    names = {attribute for klass in forward.__mro__ if klass is not object for attribute in vars(klass)
+             if not attribute.startswith("__")}
+    differ = sorted(attribute for attribute in names
+                    if getattr(forward, attribute, None) is not getattr(reverse, attribute, None))
+    assert not differ, f"{name}'s bases both define {differ}; give each method one home"
+
+
+def test_the_neural_settings_are_passed_by_keyword():
+    vae = make_vae()
+    with pytest.raises(TypeError):
+        vae._build(Autoencoder, DATA_DIM, LATENT_DIM, (4,), "bernoulli", 0.1, False, "relu", "x")
 
 
 def test_a_second_model_with_the_same_name_trains_its_own_weights():

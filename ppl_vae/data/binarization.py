@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ppl_vae.errors import DataError
+from ppl_vae.errors import ConfigError, DataError
 
 BINARIZE_MODES: tuple[str, ...] = ("none", "static", "dynamic")
 
@@ -21,11 +21,11 @@ def check_binarize_mode(mode: str) -> str:
 
     Raises
     ------
-    DataError
-        For any other value.
+    ConfigError
+        For any other value (a setting, like ``SVIConfig``'s other choices).
     """
     if not isinstance(mode, str) or mode not in BINARIZE_MODES:
-        raise DataError(
+        raise ConfigError(
             f"unknown binarize mode {mode!r}; choose one of {', '.join(BINARIZE_MODES)} "
             "(--binarize)"
         )

@@ -19,7 +19,7 @@ def _check_images(x: torch.Tensor, image_shape: tuple[int, int], where: str) -> 
         raise DataError(f"{where} needs flat images of shape (batch, height * width); got "
                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
     if len(image_shape) != 2:
-        raise DataError(f"{where}: image_shape must be (height, width); got {image_shape!r}")
+        raise ConfigError(f"{where}: image_shape must be (height, width); got {image_shape!r}")
     height, width = (check_positive_int(side, "image_shape entries") for side in image_shape)
     if x.shape[1] != height * width:
         raise DataError(f"{where}: rows of length {x.shape[1]} are not {height}x{width} images")

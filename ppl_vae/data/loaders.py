@@ -159,20 +159,20 @@ def load_dataset(name: str = "mnist5k", *, root: str | os.PathLike | None = None
 
     Raises
     ------
-    DataError
-        For an unknown name or option, missing or malformed files, or arrays
-        that cannot be used as data.
     ConfigError
-        For a ``seed``, ``test_fraction``, ``dtype`` or option value out of range.
+        For an unknown name or option, or a ``seed``, ``test_fraction``,
+        ``dtype`` or option value out of range (settings).
+    DataError
+        For missing or malformed files, or arrays that cannot be used as data.
     """
     if not isinstance(name, str):
-        raise DataError(f"a data set name must be a string; got {name!r}")
+        raise ConfigError(f"a data set name must be a string; got {name!r}")
     if not name.startswith(_NPY_PREFIX) and name not in KNOWN_DATASETS:
-        raise DataError(_unknown_name_message(name))
+        raise ConfigError(_unknown_name_message(name))
     if kwargs and name not in _OPTIONS:
         owners = "; ".join(f"{', '.join(keys)} belong to {owner}"
                            for owner, keys in _OPTIONS.items())
-        raise DataError(
+        raise ConfigError(
             f"the {name} data set takes no option {next(iter(kwargs))!r}; the options {owners}")
     _check_settings(seed, test_fraction, dtype)
     if name == "mnist5k":
@@ -446,7 +446,7 @@ def _load_linear_gaussian(seed: int, test_fraction: float, dtype: torch.dtype,
 def _linear_gaussian_options(options: dict[str, int | float]) -> tuple[int, int, int, float]:
     unknown = [key for key in options if key not in _LINEAR_GAUSSIAN_OPTIONS]
     if unknown:
-        raise DataError(
+        raise ConfigError(
             f"linear-gaussian takes no option {unknown[0]!r}; its options are "
             f"{', '.join(_LINEAR_GAUSSIAN_OPTIONS)}"
         )
@@ -475,7 +475,7 @@ def _load_strokes(seed: int, test_fraction: float, dtype: torch.dtype,
     """Glyphs drawn by :func:`ppl_vae.data.synthetic.make_strokes`, split at random."""
     unknown = [key for key in options if key not in _STROKES_OPTIONS]
     if unknown:
-        raise DataError(
+        raise ConfigError(
             f"strokes takes no option {unknown[0]!r}; its options are "
             f"{', '.join(_STROKES_OPTIONS)}")
     settings = {"num_points": 5000, "image_size": 28, "glyph": "seven"} | options

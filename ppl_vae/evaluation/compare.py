@@ -418,12 +418,12 @@ def compare_posteriors(model: Any, x: torch.Tensor, config: CompareConfig = Comp
     pyro.set_rng_seed(config.seed)
     elbos: dict[str, Estimate] = {}
     bounds: dict[str, Estimate] = {}
-    for name, posterior in guides.items():
-        proposal = guide if name == "encoder" else posterior
+    for name, fitted in guides.items():
+        proposal = guide if name == "encoder" else fitted
         evaluated = time.perf_counter()
         elbos[name] = elbo(model, x, config.elbo_samples, guide=proposal)
         bounds[name] = iwae(model, x, config.iwae_samples, guide=proposal)
-        program_of = own_guide if name == "encoder" else posterior.guide
+        program_of = own_guide if name == "encoder" else fitted.guide
         draws = guide_samples(program_of, x, DISTANCE_SAMPLES, structure)
         mean_error, sd_ratio, distance = _distances(draws, reference)
         rows.append(MethodResult(

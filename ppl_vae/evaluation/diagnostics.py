@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ppl_vae.checkpoint import atomic_write
-from ppl_vae.errors import DataError
+from ppl_vae.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     import arviz as az
@@ -380,7 +380,7 @@ def plot_trace(idata: az.InferenceData, path: str | os.PathLike,
         The latent site to show (default the first).
     """
     if max_points < 1:
-        raise DataError(f"max_points must be at least 1; got {max_points}")
+        raise ConfigError(f"max_points must be at least 1; got {max_points}")
     site = _site(idata, site)
     labels = idata.posterior.coords["point"].values.tolist()
     chosen = _check_points(idata, labels if points is None else points)[:max_points]

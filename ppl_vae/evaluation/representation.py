@@ -46,8 +46,9 @@
   few labelled feature vectors (encoder means, raw pixels, PCA coefficients)
   and reports the test accuracy; :func:`stratified_subset` picks the labelled
   examples, the same number from every class. The bits-back rate of a
-  Gaussian code is KL(q(z | x) || N(0, I)) / ln 2 (:func:`gaussian_kl` per
-  coordinate, divided by ln 2); :func:`quantize_gaussian` rounds codes to
+  Gaussian code is KL(q(z | x) || N(0, I)) / ln 2
+  (:func:`~ppl_vae.inference.objectives.gaussian_kl` per coordinate, the
+  formula of the ELBO's KL term, divided by ln 2); :func:`quantize_gaussian` rounds codes to
   ``bits`` bits per coordinate with equal-probability bins of a Gaussian;
   :func:`fit_pca` is the linear baseline. scikit-learn is called only inside
   :func:`linear_probe`.
@@ -62,6 +63,7 @@ import numpy as np
 import torch
 
 from ppl_vae.errors import ConfigError, DataError
+from ppl_vae.inference.objectives import gaussian_kl
 from ppl_vae.models.base import (
     ProbabilisticModel,
     check_batch,
@@ -123,36 +125,6 @@ def _encoded(model: ProbabilisticModel, x: torch.Tensor, batch_size: int):
 
 
 @torch.no_grad()
-def gaussian_kl(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """KL(N(loc, scale^2) || N(0, 1)) elementwise, in nats: ``(loc^2 + scale^2 - 1) / 2 - log scale``.
-
-    Per point and coordinate, this is the rate of a diagonal Gaussian code
-    (divide by ln 2 for bits); summed over coordinates, the ELBO's KL term.
-
-    Parameters
-    ----------
-    loc, scale : Tensor, same shape, e.g. (num_points, latent_dim)
-        Means and (positive) standard deviations, e.g. from ``model.encode(x)``.
-
-    Returns
-    -------
-    Tensor, the shape of ``loc``
-
-    Raises
-    ------
-    DataError
-        If the shapes differ or a scale is not positive.
-    """
-    if not (isinstance(loc, torch.Tensor) and isinstance(scale, torch.Tensor)
-            and loc.shape == scale.shape):
-        raise DataError(
-            "loc and scale must be tensors of one shape; got "
-            f"{tuple(getattr(loc, 'shape', ()))} and {tuple(getattr(scale, 'shape', ()))}")
-    if not bool((scale > 0).all()):
-        raise DataError("every scale must be positive")
-    return 0.5 * (loc.pow(2) + scale.pow(2) - 1.0) - scale.log()
-
-
 def kl_per_dimension(model: ProbabilisticModel, x: torch.Tensor, *,
                      batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
     """Closed-form KL(q(z_j | x) || N(0, 1)) of each latent coordinate, averaged over x.
@@ -187,11 +159,12 @@ def kl_per_dimension(model: ProbabilisticModel, x: torch.Tensor, *,
     Raises
     ------
     DataError
-        If ``x`` is not a non-empty floating tensor of shape (num_points, data_dim).
+        If ``x`` is not a non-empty floating tensor of shape (num_points, data_dim)
+        on the model's device.
     ConfigError
         If the model has no continuous latent code or no prior N(0, I) (an
-        :class:`~ppl_vae.models.Autoencoder`), ``x`` is on another device than
-        the model, or ``batch_size`` is not a positive integer.
+        :class:`~ppl_vae.models.Autoencoder`), or ``batch_size`` is not a
+        positive integer.
     """
     _check_encoder_inputs(model, x, "kl_per_dimension", batch_size)
     check_has_prior(model, "kl_per_dimension")
@@ -232,12 +205,11 @@ def active_units(model: ProbabilisticModel, x: torch.Tensor, threshold: float = 
     Raises
     ------
     DataError
-        If ``x`` is malformed, has fewer than two rows, or the encoder's means
-        are not finite.
+        If ``x`` is malformed, on another device than the model, has fewer
+        than two rows, or the encoder's means are not finite.
     ConfigError
-        If the model has no continuous latent code, ``x`` is on another device
-        than the model, ``threshold`` is not a finite non-negative number or
-        ``batch_size`` is not a positive integer.
+        If the model has no continuous latent code, ``threshold`` is not a
+        finite non-negative number or ``batch_size`` is not a positive integer.
     """
     _check_encoder_inputs(model, x, "active_units", batch_size)
     check_number(threshold, "threshold", positive=False)
@@ -678,7 +650,6 @@ __all__ = [
     "correlation_matrix",
     "discretize",
     "fit_pca",
-    "gaussian_kl",
     "kl_per_dimension",
     "linear_probe",
     "mutual_information_gap",

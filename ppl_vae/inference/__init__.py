@@ -28,6 +28,7 @@ from ppl_vae.inference.objectives import (
     ENGINES,
     OBJECTIVES,
     direct_elbo_loss,
+    gaussian_kl,
     make_loss,
 )
 from ppl_vae.inference.program import LatentSite, ProgramStructure, inspect_program
@@ -50,6 +51,7 @@ __all__ = [
     "elbo_terms",
     "fit_flow_posterior",
     "fit_local_gaussian",
+    "gaussian_kl",
     "inspect_program",
     "iwae",
     "log_density_terms",

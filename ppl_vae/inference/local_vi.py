@@ -39,7 +39,7 @@ import torch
 from pyro.infer import Trace_ELBO
 from torch import nn
 
-from ppl_vae.errors import DataError
+from ppl_vae.errors import DataError, TrainingDivergedError
 from ppl_vae.inference.importance import check_data
 from ppl_vae.inference.objectives import has_direct_elbo
 from ppl_vae.inference.program import (
@@ -252,7 +252,8 @@ def fit_point_guide(model: ProbabilisticModel | Callable[..., None], x: torch.Te
                 step += 1
             losses.append(float(total) / (WINDOW * len(x)))
             if not math.isfinite(losses[-1]):
-                raise DataError("the posterior fit diverged (non-finite ELBO); lower learning_rate")
+                raise TrainingDivergedError(
+                    "the posterior fit diverged (non-finite ELBO); lower learning_rate")
             if losses[-1] > best - CONVERGENCE_TOLERANCE:
                 stalls += 1
                 for group in optimizer.param_groups:

@@ -39,7 +39,7 @@ from torch.distributions import (
 )
 from torch.nn import functional as F
 
-from ppl_vae.errors import ConfigError
+from ppl_vae.errors import ConfigError, DataError
 from ppl_vae.inference.program import (
     ProgramStructure,
     inspect_program,
@@ -90,25 +90,25 @@ def direct_elbo_loss(model: GaussianLatentModel, x: torch.Tensor, num_data: int 
         ``-ELBO``, summed over the batch and scaled to the data set.
     """
     scale = 1.0 if num_data is None else num_data / x.shape[0]
-    posterior = model.guide_distribution(x)
-    z = posterior.rsample() if num_particles == 1 else posterior.rsample((num_particles,))
+    q = model.guide_distribution(x)
+    z = q.rsample() if num_particles == 1 else q.rsample((num_particles,))
     log_likelihood = _log_likelihood_sum(model.decode(z), x)
     kl = None
     if estimator == "meanfield" and type(model).prior is GaussianLatentModel.prior:
-        kl = _kl_to_standard_normal_sum(posterior)
+        kl = _kl_to_standard_normal_sum(q)
         if kl is not None:
             return -scale * (log_likelihood - beta * num_particles * kl) / num_particles
     prior = model.prior(x)
     if estimator == "meanfield":
         if num_particles > 1:  # as Pyro's particle plate does; it decides which KL rules apply
-            shape = (num_particles, *posterior.batch_shape)
-            posterior, prior = posterior.expand(shape), prior.expand(shape)
+            shape = (num_particles, *q.batch_shape)
+            q, prior = q.expand(shape), prior.expand(shape)
         try:
-            kl = kl_divergence(posterior, prior).sum()
+            kl = kl_divergence(q, prior).sum()
         except NotImplementedError:  # Pyro falls back on the Monte Carlo term too
             kl = None
     if kl is None:
-        kl = (posterior.log_prob(z) - prior.log_prob(z)).sum()
+        kl = (q.log_prob(z) - prior.log_prob(z)).sum()
     return -scale * (log_likelihood - beta * kl) / num_particles
 
 
@@ -121,17 +121,64 @@ def _log_likelihood_sum(likelihood: Distribution, x: torch.Tensor) -> torch.Tens
     return likelihood.log_prob(x).sum()
 
 
-def _kl_to_standard_normal_sum(posterior: Distribution) -> torch.Tensor | None:
+def _standard_normal_kl(loc: torch.Tensor, scale: torch.Tensor, summed: bool) -> torch.Tensor:
+    """The closed form ``(loc^2 + scale^2 - 1) / 2 - log scale``, elementwise or summed.
+
+    The one formula behind :func:`gaussian_kl` and the ELBO's KL term. Summed,
+    the two sums are taken apart (fewer kernels; the order of additions every
+    training history was computed with); elementwise, one tensor of the
+    shape of ``loc``. No check: a zero scale gives +inf, a negative one NaN.
+    """
+    if summed:
+        return 0.5 * (loc.pow(2) + scale.pow(2) - 1.0).sum() - scale.log().sum()
+    return 0.5 * (loc.pow(2) + scale.pow(2) - 1.0) - scale.log()
+
+
+def gaussian_kl(loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """KL(N(loc, scale^2) || N(0, 1)) elementwise, in nats: ``(loc^2 + scale^2 - 1) / 2 - log scale``.
+
+    Per point and coordinate, this is the rate of a diagonal Gaussian code
+    (divide by ln 2 for bits); summed over coordinates, the ELBO's KL term
+    (:func:`direct_elbo_loss` computes it with the same formula).
+
+    Parameters
+    ----------
+    loc, scale : Tensor, same shape, e.g. (num_points, latent_dim)
+        Means and (positive) standard deviations, e.g. from ``model.encode(x)``.
+
+    Returns
+    -------
+    Tensor, the shape of ``loc``
+
+    Raises
+    ------
+    DataError
+        If the shapes differ, or if a scale on the CPU is not positive. Scales
+        on an accelerator are not checked, since reading the answer back would
+        wait for the device on every call: there a zero scale gives +inf and
+        a negative one NaN.
+    """
+    if not (isinstance(loc, torch.Tensor) and isinstance(scale, torch.Tensor)
+            and loc.shape == scale.shape):
+        raise DataError(
+            "loc and scale must be tensors of one shape; got "
+            f"{tuple(getattr(loc, 'shape', ()))} and {tuple(getattr(scale, 'shape', ()))}")
+    if scale.device.type == "cpu" and not bool((scale > 0).all()):
+        raise DataError("every scale must be positive; pass standard deviations (e.g. "
+                        "log_scale.exp()), not log scales or variances")
+    return _standard_normal_kl(loc, scale, summed=False)
+
+
+def _kl_to_standard_normal_sum(q: Distribution) -> torch.Tensor | None:
     """Sum of KL(q || N(0, I)) over the batch for a diagonal Gaussian q, else None.
 
-    The same value as ``kl_divergence(q, p).sum()`` with fewer kernels:
-    ``sum (loc^2 + scale^2 - 1) / 2 - log scale``.
+    The same value as ``kl_divergence(q, p).sum()`` with fewer kernels (see
+    :func:`_standard_normal_kl`).
     """
-    base = posterior.base_dist if isinstance(posterior, Independent) else None
-    if not (isinstance(base, Normal) and posterior.reinterpreted_batch_ndims == 1):
+    base = q.base_dist if isinstance(q, Independent) else None
+    if not (isinstance(base, Normal) and q.reinterpreted_batch_ndims == 1):
         return None
-    loc, scale = base.loc, base.scale
-    return 0.5 * (loc.pow(2) + scale.pow(2) - 1.0).sum() - scale.log().sum()
+    return _standard_normal_kl(base.loc, base.scale, summed=True)
 
 
 def has_direct_elbo(model: Any, x: torch.Tensor | None = None) -> bool:
@@ -219,9 +266,9 @@ def direct_iwae_loss(model: GaussianLatentModel, x: torch.Tensor, num_data: int 
     Tensor, shape ()
     """
     scale = 1.0 if num_data is None else num_data / x.shape[0]
-    posterior = model.guide_distribution(x)
-    z = posterior.rsample((num_particles,))
-    log_weights = model.decode(z).log_prob(x) + beta * (model.prior(x).log_prob(z) - posterior.log_prob(z))
+    q = model.guide_distribution(x)
+    z = q.rsample((num_particles,))
+    log_weights = model.decode(z).log_prob(x) + beta * (model.prior(x).log_prob(z) - q.log_prob(z))
     return -scale * (log_weights.logsumexp(0) - math.log(num_particles)).sum()
 
 

@@ -19,8 +19,7 @@ from ppl_vae.models.gan import (
 from ppl_vae.models.linear_gaussian import LinearGaussian
 from ppl_vae.models.mixture import GaussianMixture
 from ppl_vae.models.program import PyroProgram
-from ppl_vae.models.two_layer import TwoLayerVAE
-from ppl_vae.models.vae import VAE
+from ppl_vae.models.vae import VAE, TwoLayerVAE
 
 #: Model classes a checkpoint can name.
 MODEL_CLASSES: dict[str, type[ProbabilisticModel]] = {

@@ -35,9 +35,9 @@ from torch import nn
 from torch.distributions import constraints
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.models.base import ProbabilisticModel, check_batch, data_plate
+from ppl_vae.models.base import check_batch, data_plate
 from ppl_vae.models.networks import mlp
-from ppl_vae.models.neural import NeuralLikelihoodMixin
+from ppl_vae.models.vae import NeuralModel
 
 
 class FlatPrior(dist.ImproperUniform):
@@ -91,7 +91,7 @@ class PointEncoder(nn.Module):
         return self.net(x)
 
 
-class Autoencoder(NeuralLikelihoodMixin, ProbabilisticModel):
+class Autoencoder(NeuralModel):
     """A deterministic autoencoder with the networks of a :class:`~ppl_vae.models.VAE`.
 
     Parameters
@@ -135,8 +135,11 @@ class Autoencoder(NeuralLikelihoodMixin, ProbabilisticModel):
         name: str = "autoencoder",
     ) -> None:
         super().__init__()
-        self._build(PointEncoder, data_dim, latent_dim, hidden_dims, likelihood,
-                    observation_scale, learn_observation_scale, activation, name)
+        self._build(make_encoder=PointEncoder, data_dim=data_dim, latent_dim=latent_dim,
+                    hidden_dims=hidden_dims, likelihood=likelihood,
+                    observation_scale=observation_scale,
+                    learn_observation_scale=learn_observation_scale, activation=activation,
+                    name=name)
 
     # ----- the Pyro programs ---------------------------------------------------
 

@@ -92,15 +92,15 @@ def check_device(x: torch.Tensor, module: nn.Module, name: str) -> None:
 
     Raises
     ------
-    ConfigError
-        If ``x`` is a meta tensor or lies on another device.
     DataError
-        If ``x`` is floating point of another dtype than the parameters.
+        If ``x`` is a meta tensor, lies on another device, or is floating
+        point of another dtype than the parameters (each a problem of the data
+        handed in, not of a setting).
     """
     parameter = next(module.parameters())
     device = parameter.device
     if x.device.type == "meta":
-        raise ConfigError(
+        raise DataError(
             f"{name} got a meta tensor (a shape without values); create the data with values on "
             f"{device}, e.g. torch.as_tensor(values, device={str(device)!r})"
         )
@@ -110,7 +110,7 @@ def check_device(x: torch.Tensor, module: nn.Module, name: str) -> None:
             f"the data with x.to({parameter.dtype}), or the model with model.to({x.dtype})"
         )
     if x.device != device:
-        raise ConfigError(
+        raise DataError(
             f"{name} is on {x.device} but the model is on {device}; move one, e.g. "
             f"{name}.to(model.device) or model.to({name}.device)"
         )
@@ -209,10 +209,24 @@ class ProbabilisticModel(ParameterPlacement, nn.Module):
     #: False for models without a normalized prior p(z) (the plain autoencoder):
     #: they have no log p(x), so its estimators and NUTS refuse them.
     has_prior: bool = True
+    #: The child modules of q(z | x), which the guide registers; every other child is the model's.
+    guide_module_names: tuple[str, ...] = ("encoder",)
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments as plain types, stored in checkpoints."""
         raise NotImplementedError
+
+    def generative_modules(self) -> dict[str, nn.Module]:
+        """The child modules whose parameters the model program registers, by registry suffix.
+
+        Every child module belongs to exactly one of the two programs: those
+        named in :attr:`guide_module_names` to the guide, all others to the
+        model. Defined here once, so no subclass's base order or forgotten
+        override can leave a learned module (a Gaussian noise scale, say) out
+        of Pyro's parameter store.
+        """
+        return {name: module for name, module in self.named_children()
+                if name not in self.guide_module_names}
 
     def _register(self, suffix: str, module: nn.Module) -> None:
         # Another model built earlier under the same name would otherwise own these
@@ -269,35 +283,14 @@ class ProbabilisticModel(ParameterPlacement, nn.Module):
         return self.decode(loc).mean
 
 
-
 class GaussianLatentModel(ProbabilisticModel):
-    """A model with prior z ~ N(0, I_latent) and likelihood ``decode(z)``: the shared Pyro model."""
+    """A model with prior z ~ N(0, I_latent), likelihood ``decode(z)`` and guide ``guide_distribution(x)``.
 
-    def generative_modules(self) -> dict[str, nn.Module]:
-        """The modules whose parameters belong to p(x | z), by registry suffix."""
-        return {"decoder": self.decoder}
-
-    @transcribed
-    def model(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
-        """Generative model p(z) p(x | z) with ``x`` observed.
-
-        Parameters
-        ----------
-        x : Tensor, shape (batch, data_dim)
-            Observed data.
-        num_data : int, optional
-            Size of the full data set when ``x`` is a minibatch; scales the
-            log-density by ``num_data / batch``.
-        beta : float
-            Weight of the latent site (1 gives the ELBO; <1 during KL warm-up).
-        """
-        check_batch(x, self.data_dim, f"{type(self).__name__}.model")
-        for suffix, module in self.generative_modules().items():
-            self._register(suffix, module)
-        with data_plate(x, num_data):
-            with latent_scale(beta):
-                z = pyro.sample("z", self.prior(x))
-            pyro.sample("x", self.decode(z), obs=x)
+    The interface that :func:`ppl_vae.inference.objectives.direct_elbo_loss`
+    transcribes: a subclass (the VAE, pPCA) writes its ``model`` and ``guide``
+    programs in its own file, sampling ``"z"`` from :meth:`prior` and
+    :meth:`guide_distribution` and ``"x"`` from ``decode(z)``.
+    """
 
     def prior(self, x: torch.Tensor) -> "pyro.distributions.TorchDistribution":
         """p(z) = N(0, I) for each row of ``x``: batch shape ``(batch,)``, event ``(latent_dim,)``."""

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ppl_vae.errors import ConfigError, DataError
+from ppl_vae.errors import ConfigError, DataError, TrainingDivergedError
 from ppl_vae.models.base import (
     ParameterPlacement,
     check_batch,
@@ -232,6 +232,8 @@ def train_gan(gan: GAN, x: torch.Tensor, config: GANConfig = GANConfig()) -> GAN
     ------
     DataError
         On data of the wrong shape, type, device or range.
+    TrainingDivergedError
+        If a loss became NaN or infinite.
     """
     _check_data(gan, x, "train_gan")
     pyro.set_rng_seed(config.seed)
@@ -269,7 +271,7 @@ def train_gan(gan: GAN, x: torch.Tensor, config: GANConfig = GANConfig()) -> GAN
     record = record.cpu()
     if not bool(torch.isfinite(record).all()):
         first = int((~torch.isfinite(record)).any(-1).nonzero()[0])
-        raise DataError(f"GAN training diverged (non-finite loss at step {first + 1}); "
+        raise TrainingDivergedError(f"GAN training diverged (non-finite loss at step {first + 1}); "
                         "lower learning_rate")
     return GANResult(record[:, 0], record[:, 1], record[:, 2], record[:, 3],
                      time.perf_counter() - started)
