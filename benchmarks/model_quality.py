@@ -15,7 +15,7 @@ bound on log p(x) (K = ``--iwae-samples``):
 * ``iwae5``, ``iwae50``: the same VAE trained with the importance-weighted
   bound, K = 5 and 50 (``SVIConfig(objective="iwae", num_particles=K)``,
   ``ppl-vae train --objective iwae --num-particles K``);
-* ``two_site``: :class:`~ppl_vae.models.two_layer.TwoLayerVAE`, two stochastic
+* ``two_site``: :class:`~ppl_vae.models.vae.TwoLayerVAE`, two stochastic
   layers per digit, z1 (10) -> z2 (20) -> x, guided by q(z2 | x) q(z1 | z2), as
   Burda et al. (2016) (``ppl-vae train --model TwoLayerVAE``); trained by the
   ELBO with Monte Carlo KL (``two_site``) or the importance-weighted bound

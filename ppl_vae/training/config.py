@@ -31,7 +31,7 @@ class SVIConfig:
     elbo : {"meanfield", "trace"}
         ``meanfield``: Pyro's ``TraceMeanField_ELBO`` (closed-form KL; for a
         guide that draws the latent sites in another order than the model,
-        e.g. :class:`~ppl_vae.models.two_layer.TwoLayerVAE`'s q(z2 | x) q(z1 | z2),
+        e.g. :class:`~ppl_vae.models.vae.TwoLayerVAE`'s q(z2 | x) q(z1 | z2),
         where that KL would be biased, ``Trace_ELBO``);
         ``trace``: ``Trace_ELBO`` (Monte Carlo KL).
     num_particles : int
