@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="replace the run already in --out (only files ppl_vae wrote; they are "
                           "removed when the new run starts)")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.add_argument("--fixed-threads", action="store_true",
+                     help="keep torch's CPU thread count even while other processes take cores "
+                          "(bit-identical to an idle run, but 2-4x slower on a shared machine)")
     fit.add_argument("--no-cuda-graph", action="store_true",
                      help="on a GPU, launch every kernel of every step from Python instead of "
                           "replaying the step recorded once as a CUDA graph (same numbers; slower)")
@@ -410,7 +413,7 @@ def _train(args: argparse.Namespace, device: torch.device, world: World) -> int:
         result = train(model, data.train_x, config, test_x=data.test_x, out_dir=out,
                        resume=args.resume, overwrite=args.overwrite,
                        progress=None if not quiet else False, metadata=metadata,
-                       cuda_graph=not args.no_cuda_graph)
+                       cuda_graph=not args.no_cuda_graph, adapt_threads=not args.fixed_threads)
         if not world.is_main:
             return 0
         _write_final_files(args, model, data, result, binarize, device, out)

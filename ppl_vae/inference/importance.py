@@ -29,8 +29,6 @@ from typing import Any
 
 import pyro
 import torch
-from torch.distributions import Bernoulli, Distribution, Independent
-from torch.nn import functional as F
 
 from ppl_vae.errors import DataError
 from ppl_vae.inference.objectives import has_direct_elbo
@@ -245,24 +243,7 @@ def _direct_log_weights(model: ProbabilisticModel, x: torch.Tensor, num_samples:
     """
     posterior = model.guide_distribution(x)
     z = posterior.rsample((num_samples,))
-    return _log_likelihood(model.decode(z), x) + model.prior(x).log_prob(z) - posterior.log_prob(z)
-
-
-def _log_likelihood(likelihood: Distribution, x: torch.Tensor) -> torch.Tensor:
-    """``likelihood.log_prob(x)`` for ``likelihood`` of batch shape (num_samples, rows), x (rows, data_dim).
-
-    For independent Bernoulli pixels given by logits ``l`` it is computed as
-    ``x . l - sum softplus(l)``, which is the same number (``log(1 + e^l)`` is
-    softplus; float32 rounding aside) in two passes over the logits, where
-    ``binary_cross_entropy_with_logits`` makes about eight: in IWAE's chunks
-    that was most of the time outside the decoder's matrix products.
-    """
-    base = likelihood.base_dist if isinstance(likelihood, Independent) else None
-    if (isinstance(base, Bernoulli) and "logits" in base.__dict__ and likelihood.reinterpreted_batch_ndims == 1
-            and base.logits.dim() == 3 and base.logits.shape[1:] == x.shape):
-        logits = base.logits
-        return torch.einsum("krd,rd->kr", logits, x.to(logits.dtype)) - F.softplus(logits).sum(-1)
-    return likelihood.log_prob(x)
+    return model.decode(z).log_prob(x) + model.prior(x).log_prob(z) - posterior.log_prob(z)
 
 
 def _chunks(x: torch.Tensor, num_samples: int, per_point: int):

@@ -321,7 +321,7 @@ class _TrainingRun:
         path = self.out_path / CHECKPOINT_NAME
         contents = checkpoint_contents(self.model, self.optimizer, self.config, epoch,
                                        self.result.history, self.started, self.metadata,
-                                       self.fingerprint, progress)
+                                       self.fingerprint, progress, self.threads.callers_threads)
         try:
             save_checkpoint(path, contents)
             write_metrics(self.out_path, self.result.history)

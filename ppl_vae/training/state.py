@@ -83,8 +83,13 @@ class RunState:
 def checkpoint_contents(model: torch.nn.Module, optimizer: torch.optim.Optimizer, config: SVIConfig,
                         epoch: int, history: list[dict[str, Any]], started: float,
                         metadata: dict[str, Any] | None, fingerprint: dict[str, str | None] | None,
-                        progress: EpochProgress | None) -> dict[str, Any]:
-    """Everything a checkpoint holds after ``epoch`` epochs (and ``progress`` into the next)."""
+                        progress: EpochProgress | None, num_threads: int | None = None) -> dict[str, Any]:
+    """Everything a checkpoint holds after ``epoch`` epochs (and ``progress`` into the next).
+
+    ``num_threads`` is the CPU thread count the run was given (torch's current
+    one by default), which a resume compares with its own; not the count a
+    shared machine made :mod:`ppl_vae.threads` fall back to for a while.
+    """
     checkpoint = {
         "model_class": model_class_name(type(model)),
         "model_config": model.config(),
@@ -97,7 +102,7 @@ def checkpoint_contents(model: torch.nn.Module, optimizer: torch.optim.Optimizer
         "elapsed": time.perf_counter() - started,
         "metadata": metadata or {},
         "data_fingerprint": fingerprint,
-        "num_threads": torch.get_num_threads(),
+        "num_threads": torch.get_num_threads() if num_threads is None else num_threads,
     }
     if progress is not None:
         checkpoint["partial_epoch"] = progress.to_dict()
