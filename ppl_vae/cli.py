@@ -44,7 +44,12 @@ from ppl_vae.data import (
 )
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import ConfigError, DataError, PplVaeError, TrainingInterrupted
-from ppl_vae.evaluation.compare import METHODS, CompareConfig, compare_posteriors, json_safe
+from ppl_vae.evaluation.compare import (
+    METHODS,
+    CompareConfig,
+    compare_posteriors,
+    json_safe,
+)
 from ppl_vae.evaluation.diagnostics import plot_pair, plot_trace
 from ppl_vae.evaluation.plots import plot_posterior_comparison, save_image_grid
 from ppl_vae.explorer import (
@@ -120,7 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "evaluate its log-likelihood.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in (_add_train, _add_sample, _add_evaluate, _add_compare, _add_explore):
+        add_command(commands)
+    return parser
 
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    """The ``train`` command and its options."""
     fit = commands.add_parser(
         "train", help="train a VAE by SVI",
         description="Train a VAE by stochastic variational inference. Writes OUT/checkpoint.pt, "
@@ -181,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(fit, training=True)
     _add_device(fit)
 
+
+def _add_sample(commands: argparse._SubParsersAction) -> None:
+    """The ``sample`` command and its options."""
     draw = commands.add_parser(
         "sample", help="generate data from a trained model",
         description="Draw z from the prior N(0, I) and decode it (the mean of p(x|z)). "
@@ -193,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(draw)
     _add_device(draw)
 
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    """The ``evaluate`` command and its options."""
     score = commands.add_parser(
         "evaluate", help="test ELBO and IWAE log-likelihood per data point",
         description="Estimate the test-set ELBO and the importance-weighted bound on log p(x) "
@@ -208,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(score)
     _add_device(score)
 
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    """The ``compare`` command and its options."""
     versus = commands.add_parser(
         "compare", help="variational posteriors against NUTS on the same points",
         description="For the first N test points: the encoder's q(z|x), a per-point Gaussian q* "
@@ -237,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(versus)
     _add_device(versus)
 
+
+def _add_explore(commands: argparse._SubParsersAction) -> None:
+    """The ``explore`` command and its options."""
     look = commands.add_parser(
         "explore", help="an interactive latent-space explorer as one HTML file",
         description="Write ONE self-contained HTML page (no server, no network) for a trained VAE: "
@@ -251,8 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="test digits shown on the plane")
     look.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     _add_model(look)
-    return parser
-
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
