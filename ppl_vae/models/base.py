@@ -287,10 +287,32 @@ class GaussianLatentModel(ProbabilisticModel):
     """A model with prior z ~ N(0, I_latent), likelihood ``decode(z)`` and guide ``guide_distribution(x)``.
 
     The interface that :func:`ppl_vae.inference.objectives.direct_elbo_loss`
-    transcribes: a subclass (the VAE, pPCA) writes its ``model`` and ``guide``
-    programs in its own file, sampling ``"z"`` from :meth:`prior` and
-    :meth:`guide_distribution` and ``"x"`` from ``decode(z)``.
+    transcribes: the one ``model`` program below samples ``"z"`` from
+    :meth:`prior` and ``"x"`` from ``decode(z)``; a subclass (the VAE, pPCA)
+    writes its ``guide`` program, sampling ``"z"`` from :meth:`guide_distribution`.
     """
+
+    @transcribed
+    def model(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
+        """Generative model p(z) p(x | z) with ``x`` observed.
+
+        Parameters
+        ----------
+        x : Tensor, shape (batch, data_dim)
+            Observed data.
+        num_data : int, optional
+            Size of the full data set when ``x`` is a minibatch; scales the
+            log-density by ``num_data / batch``.
+        beta : float
+            Weight of the latent site (1 gives the ELBO; <1 during KL warm-up).
+        """
+        check_batch(x, self.data_dim, f"{type(self).__name__}.model")
+        for suffix, module in self.generative_modules().items():
+            self._register(suffix, module)
+        with data_plate(x, num_data):
+            with latent_scale(beta):
+                z = pyro.sample("z", self.prior(x))
+            pyro.sample("x", self.decode(z), obs=x)
 
     def prior(self, x: torch.Tensor) -> "pyro.distributions.TorchDistribution":
         """p(z) = N(0, I) for each row of ``x``: batch shape ``(batch,)``, event ``(latent_dim,)``."""

@@ -109,28 +109,6 @@ class LinearGaussian(GaussianLatentModel):
     # ----- the Pyro programs ----------------------------------------------------------
 
     @transcribed
-    def model(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
-        """p(z) p(x | z) = N(0, I) N(W z + mu, sigma^2 I) with ``x`` observed.
-
-        Parameters
-        ----------
-        x : Tensor, shape (batch, data_dim)
-            Observed data.
-        num_data : int, optional
-            Size of the full data set when ``x`` is a minibatch; scales the
-            log-density by ``num_data / batch``.
-        beta : float
-            Weight of the latent site (1 gives the ELBO; <1 during KL warm-up).
-        """
-        check_batch(x, self.data_dim, f"{type(self).__name__}.model")
-        for suffix, module in self.generative_modules().items():
-            self._register(suffix, module)
-        with data_plate(x, num_data):
-            with latent_scale(beta):
-                z = pyro.sample("z", self.prior(x))
-            pyro.sample("x", self.decode(z), obs=x)
-
-    @transcribed
     def guide(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
         """q(z | x) = N(A x + b, S S^T), a family that contains the exact posterior."""
         check_batch(x, self.data_dim, "LinearGaussian.guide")
