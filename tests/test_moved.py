@@ -72,3 +72,13 @@ def test_the_data_package_keeps_every_public_name_of_the_old_module_as_a_plain_a
     for name in OLD_DATA_NAMES:
         assert name in vars(data) and name in data.__all__, name  # no forwarding, so no warning
     assert callable(data.binarize)  # the function, not the submodule binarization.py
+
+
+def test_a_renamed_function_forwards_with_a_warning(monkeypatch):
+    from ppl_vae.inference import local_vi
+
+    calls = []
+    monkeypatch.setattr(local_vi, "fit_point_posterior", lambda *args, **kwargs: calls.append((args, kwargs)))
+    with pytest.warns(DeprecationWarning, match="renamed fit_point_posterior"):
+        local_vi.fit_point_guide("model", "x", posterior="q", seed=3)
+    assert calls == [(("model", "x"), {"posterior": "q", "seed": 3})]

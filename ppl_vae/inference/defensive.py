@@ -24,7 +24,7 @@ import pyro.distributions as dist
 import torch
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.local_vi import _PointGuide
+from ppl_vae.inference.local_vi import PointPosterior
 from ppl_vae.inference.program import inspect_program, latent_moments, program_pair
 
 #: Standard deviations of q* are multiplied by this in the widened component.
@@ -35,7 +35,7 @@ WIDEN = 2.0
 SHARES = (0.4, 0.3, 0.1, 0.2)
 
 
-class DefensiveMixture(_PointGuide):
+class DefensiveMixture(PointPosterior):
     """The mixture of q*, q* widened, the guide and the prior, per fixed data point.
 
     Every component is a diagonal Gaussian over the flat vector of the

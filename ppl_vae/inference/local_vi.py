@@ -28,6 +28,7 @@ import copy
 import functools
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,8 +67,11 @@ def frozen_copy(model: ProbabilisticModel) -> ProbabilisticModel:
     return copy.deepcopy(model).requires_grad_(False).eval()
 
 
-class _PointGuide(nn.Module):
-    """A guide over the latent sites of a fixed set of points; ``restrict(rows)`` selects some.
+class PointPosterior(nn.Module):
+    """A variational posterior q_i(z) for each point of a fixed set (not amortized over x).
+
+    Its Pyro program is :meth:`guide` (the word "guide" keeps Pyro's meaning:
+    a program); ``restrict(rows)`` gives the program for some of the points.
 
     ``structure`` (set by the fitting functions) names the sites and the data
     plate; without one the guide samples ``"z"`` inside ``"data"``.
@@ -121,7 +125,7 @@ def _plate(x: torch.Tensor, num_data: int | None, structure: ProgramStructure | 
     return pyro.plate(structure.data_plate, x.shape[0], dim=-1)
 
 
-class LocalGaussian(_PointGuide):
+class LocalGaussian(PointPosterior):
     """A free diagonal Gaussian per data point.
 
     Parameters
@@ -144,7 +148,7 @@ class LocalGaussian(_PointGuide):
         return dist.Normal(self.loc[rows], self.scale[rows]).to_event(1)
 
 
-class FlowPosterior(_PointGuide):
+class FlowPosterior(PointPosterior):
     """A per-point Gaussian followed by conditional spline autoregressive flows.
 
     ``u ~ N(0, I)``, ``u' = f_K(...f_1(u; c_i))``, ``z = m_i + s_i * u'``, where the
@@ -185,7 +189,7 @@ class FlowPosterior(_PointGuide):
 
 @dataclass
 class FitResult:
-    """A fitted point guide and how the fit went.
+    """A fitted point posterior and how the fit went.
 
     Attributes
     ----------
@@ -197,16 +201,16 @@ class FitResult:
         Seconds.
     """
 
-    posterior: _PointGuide
+    posterior: PointPosterior
     losses: list[float]
     num_steps: int
     wall_time: float
 
 
 @keeps_global_rng
-def fit_point_guide(model: ProbabilisticModel | Callable[..., None], x: torch.Tensor,
-                    posterior: _PointGuide, *, max_steps: int = 5000, learning_rate: float = 0.01,
-                    num_particles: int = 16, seed: int = 0) -> FitResult:
+def fit_point_posterior(model: ProbabilisticModel | Callable[..., None], x: torch.Tensor,
+                        posterior: PointPosterior, *, max_steps: int = 5000, learning_rate: float = 0.01,
+                        num_particles: int = 16, seed: int = 0) -> FitResult:
     """Maximize the ELBO of ``posterior`` for the points ``x`` by SVI, the decoder held fixed.
 
     Adam runs in windows of :data:`WINDOW` steps; the learning rate halves
@@ -228,7 +232,7 @@ def fit_point_guide(model: ProbabilisticModel | Callable[..., None], x: torch.Te
     -------
     FitResult
     """
-    check_data(model, x, "fit_point_guide")
+    check_data(model, x, "fit_point_posterior")
     pyro.set_rng_seed(seed)
     program, _ = program_pair(frozen_copy(model) if isinstance(model, nn.Module) else model)
     nesting = posterior.structure.max_plate_nesting if posterior.structure is not None else 1
@@ -289,23 +293,30 @@ def fit_local_gaussian(model: Any, x: torch.Tensor, guide: Any = None, **kwargs)
         Where to start (default: the model's own guide; the prior for a plain
         function without one).
     **kwargs
-        Go to :func:`fit_point_guide`.
+        Go to :func:`fit_point_posterior`.
     """
     loc, scale, structure = _start(model, x, guide, kwargs.get("seed", 0))
     posterior = LocalGaussian(loc, scale)
     posterior.structure = structure
-    return fit_point_guide(model, x, posterior, **kwargs)
+    return fit_point_posterior(model, x, posterior, **kwargs)
 
 
 def fit_flow_posterior(model: Any, x: torch.Tensor, start: LocalGaussian | None = None,
                        num_flows: int = 2, guide: Any = None, **kwargs) -> FitResult:
     """A flow posterior per point, started at ``start`` (e.g. q*) or the encoder.
 
-    Keyword arguments go to :func:`fit_point_guide`.
+    Keyword arguments go to :func:`fit_point_posterior`.
     """
     loc, scale, structure = _start(model, x, guide, kwargs.get("seed", 0))
     if start is not None:
         loc, scale = start.loc.detach(), start.scale.detach()
     flow = FlowPosterior(loc, scale, num_flows=num_flows)
     flow.structure = structure
-    return fit_point_guide(model, x, flow, **kwargs)
+    return fit_point_posterior(model, x, flow, **kwargs)
+
+
+def fit_point_guide(*args: Any, **kwargs: Any) -> FitResult:
+    """The old name of :func:`fit_point_posterior`, kept for one release."""
+    warnings.warn("fit_point_guide was renamed fit_point_posterior; the old name goes in the next "
+                  "release", DeprecationWarning, stacklevel=2)
+    return fit_point_posterior(*args, **kwargs)
