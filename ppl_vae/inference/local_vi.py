@@ -231,6 +231,13 @@ def fit_point_posterior(model: ProbabilisticModel | Callable[..., None], x: torc
     Returns
     -------
     FitResult
+
+    Raises
+    ------
+    DataError
+        If ``x`` does not fit the model (shape, values, device).
+    TrainingDivergedError
+        If the ELBO becomes NaN or infinite; lower ``learning_rate``.
     """
     check_data(model, x, "fit_point_posterior")
     pyro.set_rng_seed(seed)
@@ -294,6 +301,17 @@ def fit_local_gaussian(model: Any, x: torch.Tensor, guide: Any = None, **kwargs)
         function without one).
     **kwargs
         Go to :func:`fit_point_posterior`.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    DataError
+        If ``x`` does not fit the model, or the model has no continuous latent site.
+    TrainingDivergedError
+        If the fit diverges (see :func:`fit_point_posterior`).
     """
     loc, scale, structure = _start(model, x, guide, kwargs.get("seed", 0))
     posterior = LocalGaussian(loc, scale)
@@ -305,7 +323,30 @@ def fit_flow_posterior(model: Any, x: torch.Tensor, start: LocalGaussian | None 
                        num_flows: int = 2, guide: Any = None, **kwargs) -> FitResult:
     """A flow posterior per point, started at ``start`` (e.g. q*) or the encoder.
 
-    Keyword arguments go to :func:`fit_point_posterior`.
+    Parameters
+    ----------
+    model : ProbabilisticModel or callable
+    x : Tensor, shape (num_points, data_dim)
+    start : LocalGaussian, optional
+        The per-point Gaussians to start from (default: the model's guide, as
+        :func:`fit_local_gaussian`).
+    num_flows : int
+        Conditional spline layers on each point's Gaussian (see :class:`FlowPosterior`).
+    guide : callable, optional
+        Where to start without ``start`` (default: the model's own guide).
+    **kwargs
+        Go to :func:`fit_point_posterior`.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    DataError
+        If ``x`` does not fit the model, or the model has no continuous latent site.
+    TrainingDivergedError
+        If the fit diverges (see :func:`fit_point_posterior`).
     """
     loc, scale, structure = _start(model, x, guide, kwargs.get("seed", 0))
     if start is not None:

@@ -194,7 +194,7 @@ class VAE(NeuralModel, GaussianLatentModel):
     @transcribed
     def guide(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
         """Amortized posterior q(z | x) = N(mu(x), diag sigma(x)^2); same arguments as :meth:`model`."""
-        check_batch(x, self.data_dim, "VAE.guide")
+        check_batch(x, self.data_dim, f"{type(self).__name__}.guide")
         self._register("encoder", self.encoder)
         with data_plate(x, num_data):
             with latent_scale(beta):
@@ -288,7 +288,7 @@ class TwoLayerVAE(NeuralModel):
 
     def guide(self, x: torch.Tensor, num_data: int | None = None, beta: float = 1.0) -> None:
         """q(z2 | x) q(z1 | z2); same arguments as :meth:`model`."""
-        check_batch(x, self.data_dim, "TwoLayerVAE.guide")
+        check_batch(x, self.data_dim, f"{type(self).__name__}.guide")
         self._register("encoder", self.encoder)
         self._register("top_encoder", self.top_encoder)
         with data_plate(x, num_data):
