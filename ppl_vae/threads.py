@@ -102,6 +102,9 @@ class FreeCoreThreads:
 
     def __init__(self, enabled: bool = True, clock: Clock | None = None, cores: int | None = None) -> None:
         self.clock = clock or machine_clock
+        # poll() runs once per training or leapfrog step: it compares only this cheap wall clock
+        # (the clock's own third value) and reads /proc/stat once the interval has passed.
+        self.wall: Callable[[], float] = time.monotonic if clock is None else (lambda: clock()[2])
         if cores is None:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
         self.cores = cores
@@ -123,10 +126,10 @@ class FreeCoreThreads:
 
     def poll(self) -> None:
         """Look at the machine if :data:`CHECK_INTERVAL_S` has passed, and resize torch's thread team to the free cores."""
-        if not self.enabled:
+        if not self.enabled or self.wall() - self.last[2] < CHECK_INTERVAL_S:
             return
         now = self.clock()
-        if now is None or now[2] - self.last[2] < CHECK_INTERVAL_S:
+        if now is None:
             return
         machine, own, wall = (b - a for a, b in zip(self.last, now))
         self.last = now
