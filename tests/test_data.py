@@ -22,6 +22,7 @@ from ppl_vae.data import (
     BINARIZE_MODES,
     KNOWN_DATASETS,
     Dataset,
+    bernoulli_draw,
     binarize,
     check_binarize_mode,
     load_dataset,
@@ -420,6 +421,28 @@ def test_binarize_draws_zeros_and_ones_with_the_given_probabilities():
     assert set(draw.unique().tolist()) <= {0.0, 1.0}
     standard_error = (probs[0] * (1 - probs[0]) / len(probs)).sqrt()
     assert ((draw.mean(0) - probs[0]).abs() <= NUM_STANDARD_ERRORS * standard_error).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+def test_bernoulli_draw_repeats_torch_bernoulli_bit_for_bit(dtype, layout):
+    """The same values and the same generator state after, whichever path the draw takes."""
+    probs = torch.rand(300, 70, generator=torch.Generator().manual_seed(1)).to(dtype)
+    probs[0, :3] = torch.tensor([0.0, 1.0, 0.5])
+    if layout == "transposed":
+        probs = probs.t()
+    for generator in (torch.Generator().manual_seed(7), None):
+        if generator is None:
+            torch.manual_seed(7)
+        ours = bernoulli_draw(probs, generator)
+        after = torch.rand(5, generator=generator)
+        if generator is None:
+            torch.manual_seed(7)
+        else:
+            generator.manual_seed(7)
+        theirs = torch.bernoulli(probs, generator=generator)
+        assert torch.equal(ours, theirs) and ours.dtype == dtype and ours.shape == probs.shape
+        assert torch.equal(after, torch.rand(5, generator=generator))
 
 
 @pytest.mark.parametrize("x, message", [

@@ -7,7 +7,13 @@
 imports a model, an inference algorithm or the training loop.
 """
 
-from ppl_vae.data.binarization import BINARIZE_MODES, binarize, check_binarize_mode, evaluation_data
+from ppl_vae.data.binarization import (
+    BINARIZE_MODES,
+    bernoulli_draw,
+    binarize,
+    check_binarize_mode,
+    evaluation_data,
+)
 from ppl_vae.data.corruptions import flip_pixels, mirror_images, paste_patch, shift_images
 from ppl_vae.data.loaders import KNOWN_DATASETS, Dataset, load_dataset
 from ppl_vae.data.synthetic import (
@@ -24,6 +30,7 @@ __all__ = [
     "FACTOR_RANGES",
     "KNOWN_DATASETS",
     "Dataset",
+    "bernoulli_draw",
     "binarize",
     "check_binarize_mode",
     "evaluation_data",

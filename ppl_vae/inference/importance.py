@@ -25,13 +25,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pyro
 import torch
+from torch.distributions import Distribution
 
 from ppl_vae.errors import DataError
-from ppl_vae.inference.objectives import has_direct_elbo
+from ppl_vae.inference.objectives import has_direct_elbo, likelihood_log_prob
 from ppl_vae.inference.program import (
     ProgramStructure,
     inspect_program,
@@ -234,16 +236,22 @@ def log_importance_weights(model: Any, guide: Callable[..., None] | None, x: tor
 
 
 @torch.no_grad()
-def _direct_log_weights(model: ProbabilisticModel, x: torch.Tensor, num_samples: int) -> torch.Tensor:
+def _direct_log_weights(model: ProbabilisticModel, x: torch.Tensor, num_samples: int,
+                        posterior: Distribution | None = None) -> torch.Tensor:
     """:func:`log_importance_weights` of the model's own programs, without tracing them.
 
     For models whose programs :func:`~ppl_vae.inference.objectives.has_direct_elbo`
     transcribes: the same draws (z = q.rsample((K,))) and densities as the Pyro
-    traces, at a fraction of the per-pass cost.
+    traces, at a fraction of the per-pass cost. ``posterior`` is
+    ``model.guide_distribution(x)`` when the caller already has it (the
+    streaming estimators compute it once per block of points, not once per
+    piece of samples: the encoder was a fifth of an IWAE pass).
     """
-    posterior = model.guide_distribution(x)
+    if posterior is None:
+        posterior = model.guide_distribution(x)
     z = posterior.rsample((num_samples,))
-    return model.decode(z).log_prob(x) + model.prior(x).log_prob(z) - posterior.log_prob(z)
+    return (likelihood_log_prob(model.decode(z), x) + model.prior(x).log_prob(z)
+            - posterior.log_prob(z))
 
 
 def _chunks(x: torch.Tensor, num_samples: int, per_point: int):
@@ -302,14 +310,25 @@ def _setup(model: Any, x: torch.Tensor, num_samples: int, guide: Any, where: str
     return _Setup(program, proposal, structure, direct, per_point)
 
 
-def _log_weights(setup: _Setup, model: Any, batch: torch.Tensor, rows: slice,
-                 num_samples: int) -> torch.Tensor:
+def _weights_of_rows(setup: _Setup, model: Any, batch: torch.Tensor,
+                     rows: slice) -> Callable[[int], torch.Tensor]:
+    """``k -> log w`` of shape ``(k, len(batch))`` for one block of points.
+
+    On the direct path the guide's distribution for the block is computed
+    once here and every piece of samples draws from it, in the same order.
+    """
     if setup.direct:
-        return _direct_log_weights(model, batch, num_samples)
+        with torch.no_grad():
+            posterior = model.guide_distribution(batch)
+        return partial(_direct_log_weights, model, batch, posterior=posterior)
     guide = _row_guide(setup.guide, rows)
-    with torch.no_grad(), pyro.validation_enabled(False):
-        return program_log_terms(setup.program, guide, batch, num_samples,
-                                 setup.structure).log_weights
+
+    def traced(num_samples: int) -> torch.Tensor:
+        with torch.no_grad(), pyro.validation_enabled(False):
+            return program_log_terms(setup.program, guide, batch, num_samples,
+                                     setup.structure).log_weights
+
+    return traced
 
 
 def _estimate(model: Any, x: torch.Tensor, num_samples: int,
@@ -318,10 +337,10 @@ def _estimate(model: Any, x: torch.Tensor, num_samples: int,
     setup = _setup(model, x, num_samples, guide, where, prior_proposal)
     values, errors, diagnostics = [], [], []
     for rows, pieces in _chunks(x, num_samples, setup.per_point):
-        batch = x[rows]
+        log_weights = _weights_of_rows(setup, model, x[rows], rows)
         running = accumulator(num_samples)
         for k in pieces:
-            running.update(_log_weights(setup, model, batch, rows, k))
+            running.update(log_weights(k))
         value, error = running.result(x.dtype)
         values.append(value)
         errors.append(error)
