@@ -29,6 +29,18 @@ def _hide(monkeypatch, package: str) -> None:
     monkeypatch.setitem(sys.modules, package, None)
 
 
+def test_paired_repeats_give_the_median_of_their_ratios():
+    """Repeats that share the machine's state are compared pair by pair, not median to median."""
+    import peers_vs_ppl_vae as bench
+
+    row = bench._row("w", "s", 3.0, "peer", 2.0, higher_is_better=False,
+                     paired=([1.0, 10.0, 3.0], [2.0, 10.0, 1.0]))
+    assert row["ratio"] == 1.0  # ratios 0.5, 1, 3; the medians' ratio would be 1.5
+    assert bench._row("w", "s", 3.0, "peer", 2.0, higher_is_better=False)["ratio"] == 1.5
+    with pytest.raises(ValueError):
+        bench._row("w", "s", 3.0, "peer", 2.0, higher_is_better=False, paired=([1.0], [1.0, 2.0]))
+
+
 def test_missing_peer_package_gives_one_line(monkeypatch):
     from peers import INSTALL_HINT, missing_package
 
