@@ -62,13 +62,18 @@ def test_iwae_k_equals_arviz_on_the_weights_it_drew(diagonal_ppca, monkeypatch):
     posterior = model.posterior(x)
     narrow = LocalGaussian(posterior.loc, posterior.covariance_matrix.diagonal(dim1=-2, dim2=-1).sqrt() * 0.6)
     drawn = []
-    original = likelihood._log_weights
+    original = likelihood._weights_of_rows
 
     def recording(*args, **kwargs):
-        drawn.append(original(*args, **kwargs))
-        return drawn[-1]
+        weights_of = original(*args, **kwargs)
 
-    monkeypatch.setattr(likelihood, "_log_weights", recording)
+        def record(num_samples: int) -> torch.Tensor:
+            drawn.append(weights_of(num_samples))
+            return drawn[-1]
+
+        return record
+
+    monkeypatch.setattr(likelihood, "_weights_of_rows", recording)
     monkeypatch.setattr(likelihood, "MAX_CHUNK_ELEMENTS", 5 * 300)  # several pieces per point
     estimate = likelihood.iwae(model, x, 2000, guide=narrow)
     weights = torch.cat(drawn)
