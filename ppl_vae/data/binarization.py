@@ -89,8 +89,8 @@ def bernoulli_draw(p: torch.Tensor, generator: torch.Generator | None = None) ->
 
     On the CPU, for contiguous float32 and float64 tensors (drawn in memory
     order, as ``torch.bernoulli`` draws them), the draw is ``uniform < p``
-    (``tests/test_binarization.py`` checks the values and the generator's
-    state after, bit for bit): the same uniforms in the same order, in
+    (``tests/test_data.py`` checks the values and the generator's state
+    after, bit for bit): the same uniforms in the same order, in
     0.62x the time (10.4 against 16.8 ms for the 4,500 mnist5k images: a
     dynamically binarized epoch of 36 steps saves 0.18 ms per step).
     Elsewhere, ``torch.bernoulli``.
