@@ -239,6 +239,27 @@ def _print_table(table: list[dict]) -> None:
               f"{row['peer']}")
 
 
+def machine_speed(device: torch.device) -> float:
+    """GFLOP/s of torch's 128 x 784 x 400 matrix product (the first layer's) here and now.
+
+    Printed before and after the run: on a shared virtual machine the same
+    product ran at 132-140 GFLOP/s in one minute and 181-183 in another, so a
+    change between the two readings says the run's figures straddle two
+    speeds of the machine.
+    """
+    a = torch.randn(128, 784, device=device)
+    b = torch.randn(784, 400, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(20):
+        a @ b
+    sync()
+    started, count = time.perf_counter(), 500
+    for _ in range(count):
+        a @ b
+    sync()
+    return 2 * 128 * 784 * 400 * count / (time.perf_counter() - started) / 1e9
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -274,8 +295,10 @@ def main(argv: list[str] | None = None) -> int:
     def repeats(default: int) -> int:
         return args.repeats or (1 if args.quick else default)
 
+    speed_before = machine_speed(device)
     print(f"device {device}; torch {torch.__version__}, {torch.get_num_threads()} threads; {os.cpu_count()} cores; "
-          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", flush=True)
+          f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}; matrix product {speed_before:.0f} GFLOP/s",
+          flush=True)
     results: dict = {"settings": {**settings, "quick": args.quick,
                                   "checkpoints": checkpoints}, "table": []}
     try:
@@ -292,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     _print_table(results["table"])
+    speeds = (speed_before, machine_speed(device))
+    results["settings"]["matrix_product_gflops_before_after"] = speeds
+    print(f"matrix product (128 x 784 x 400): {speeds[0]:.0f} GFLOP/s before the run, {speeds[1]:.0f} after")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2, default=str))
         print(f"wrote {args.out}")

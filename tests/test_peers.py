@@ -139,6 +139,9 @@ def test_driver_skips_a_missing_peer_and_still_runs_ppl_vae(monkeypatch, capsys,
     assert result["table"] == []
     assert result["svi"][0]["ppl_vae_ms_per_step"] > 0
     assert "numpyro_epoch_ms_per_step" not in result["svi"][0]
+    # the machine's speed before and after, to tell a run that straddles two speeds
+    before, after = result["settings"]["matrix_product_gflops_before_after"]
+    assert before > 0 and after > 0 and f"{before:.0f} GFLOP/s before the run" in printed.out
 
 
 def test_driver_names_a_missing_checkpoint(capsys, tmp_path):
