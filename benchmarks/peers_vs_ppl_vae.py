@@ -55,6 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import PEER_PACKAGES, missing_package  # noqa: E402
 from peers.problems import evaluation_digits, load_vae, nuts_starts  # noqa: E402
+from svi_throughput import paired_ratio  # noqa: E402
 
 from ppl_vae import iwae, load_dataset, resolve_device  # noqa: E402
 from ppl_vae.errors import PplVaeError  # noqa: E402
@@ -81,14 +82,8 @@ def _skip(peer: str) -> bool:
 
 def _row(work: str, unit: str, ppl_vae: float, peer: str, value: float, higher_is_better: bool,
          paired: tuple[list[float], list[float]] | None = None) -> dict:
-    """One line of the table; with ``paired`` repeats the ratio is the median of their ratios.
-
-    Each repeat runs both sides back to back, so a pair shares the machine's
-    state of the moment (a 2-core VM's speed drifts by tens of per cent
-    between minutes); the ratio of the two medians mixes states.
-    """
-    ratio = (statistics.median(a / b for a, b in zip(*paired, strict=True)) if paired
-             else ppl_vae / value)
+    """One line of the table; with ``paired`` repeats the ratio is the median of their ratios."""
+    ratio = paired_ratio(*paired) if paired else ppl_vae / value
     return {"work": work, "unit": unit, "ppl_vae": ppl_vae, "peer": peer, "peer_value": value,
             "ratio": ratio, "higher_is_better": higher_is_better}
 

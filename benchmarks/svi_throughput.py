@@ -22,8 +22,9 @@ reshuffle per epoch) on the 4,500 mnist5k training digits:
 
 Repeats are interleaved (a, b, c, a, b, c, ...), so a change of machine load
 hits all three alike; each cell is the median over repeats of the time per
-step, and the ratios are taken within one run. The first epoch of every run
-is a warm-up and is not timed.
+step, and each ratio the median over repeats of the two sides' ratio in that
+repeat (:func:`paired_ratio`). The first epoch of every run is a warm-up and
+is not timed.
 """
 
 from __future__ import annotations
@@ -47,6 +48,16 @@ from torch.nn import functional as F
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
 
 NUM_EPOCHS = 3  # the first is warm-up
+
+
+def paired_ratio(numerator: list[float], denominator: list[float]) -> float:
+    """The median over repeats of ``numerator[i] / denominator[i]``.
+
+    Each repeat times every side back to back, so a pair shares the machine's
+    state of the moment (a shared VM's speed drifts by tens of per cent
+    between minutes); the ratio of the two medians would mix states.
+    """
+    return statistics.median(a / b for a, b in zip(numerator, denominator, strict=True))
 
 
 def _sync(device: torch.device) -> None:
@@ -183,9 +194,10 @@ def main() -> None:
                 "device": str(device), "latent_dim": latent_dim, "batch_size": batch_size,
                 "ms_per_step": {name: 1e3 * value for name, value in step.items()},
                 "images_per_s": {name: batch_size / value for name, value in step.items()},
-                "pyro_over_pytorch": step["pyro"] / step["pytorch"],
-                "ppl_vae_over_pytorch": step["ppl_vae"] / step["pytorch"],
-                "ppl_vae_pyro_engine_over_pytorch": step["ppl_vae_pyro_engine"] / step["pytorch"],
+                "pyro_over_pytorch": paired_ratio(samples["pyro"], samples["pytorch"]),
+                "ppl_vae_over_pytorch": paired_ratio(samples["ppl_vae"], samples["pytorch"]),
+                "ppl_vae_pyro_engine_over_pytorch": paired_ratio(samples["ppl_vae_pyro_engine"],
+                                                                 samples["pytorch"]),
                 "repeats_ms": {name: [1e3 * v for v in values] for name, values in samples.items()},
             }
             rows.append(row)
@@ -196,7 +208,8 @@ def main() -> None:
                   f"{row['ppl_vae_pyro_engine_over_pytorch']:>12.3f} "
                   f"{row['images_per_s']['ppl_vae']:>10.0f}"
                   + (f"  eager {ms['ppl_vae_eager']:.2f} ms, graph speed-up "
-                     f"{ms['ppl_vae_eager'] / ms['ppl_vae']:.2f}x" if "ppl_vae_eager" in ms else ""),
+                     f"{paired_ratio(samples['ppl_vae_eager'], samples['ppl_vae']):.2f}x"
+                     if "ppl_vae_eager" in ms else ""),
                   flush=True)
     if args.out:
         with open(args.out, "w") as handle:
