@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from peers import PEER_PACKAGES, missing_package  # noqa: E402
 from peers.problems import evaluation_digits, load_vae, nuts_starts  # noqa: E402
-from svi_throughput import paired_ratio  # noqa: E402
+from svi_throughput import paired_ratio, sync_device  # noqa: E402
 
 from ppl_vae import iwae, load_dataset, resolve_device  # noqa: E402
 from ppl_vae.errors import PplVaeError  # noqa: E402
@@ -244,14 +244,13 @@ def machine_speed(device: torch.device) -> float:
     """
     a = torch.randn(128, 784, device=device)
     b = torch.randn(784, 400, device=device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(20):
         a @ b
-    sync()
+    sync_device(device)
     started, count = time.perf_counter(), 500
     for _ in range(count):
         a @ b
-    sync()
+    sync_device(device)
     return 2 * 128 * 784 * 400 * count / (time.perf_counter() - started) / 1e9
 
 
