@@ -35,6 +35,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
+from pyro.distributions.transforms import biject_to
 from pyro.distributions.util import scale_and_mask
 
 from ppl_vae.errors import ConfigError, DataError
@@ -498,7 +499,7 @@ def to_constrained(unconstrained: torch.Tensor, structure: ProgramStructure
         if is_real_support(site.support):
             values[name] = value
             continue
-        transform = dist.biject_to(site.support)
+        transform = biject_to(site.support)
         constrained = transform(value)
         jacobian = transform.log_abs_det_jacobian(value, constrained)
         extra = jacobian.dim() - log_det.dim()
@@ -512,7 +513,7 @@ def to_unconstrained(values: dict[str, torch.Tensor], structure: ProgramStructur
     free = {}
     for site in structure.continuous:
         value = values[site.name]
-        free[site.name] = value if is_real_support(site.support) else dist.biject_to(site.support).inv(value)
+        free[site.name] = value if is_real_support(site.support) else biject_to(site.support).inv(value)
     return flatten_latents(free, structure)
 
 
