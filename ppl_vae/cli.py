@@ -51,6 +51,7 @@ from ppl_vae.evaluation.compare import (
     json_safe,
 )
 from ppl_vae.evaluation.diagnostics import plot_pair, plot_trace
+from ppl_vae.evaluation.log_px import ais_lines, ais_report, bdmc_report, iwae_advice
 from ppl_vae.evaluation.plots import plot_posterior_comparison, save_image_grid
 from ppl_vae.explorer import (
     DEFAULT_MAX_POINTS,
@@ -59,6 +60,7 @@ from ppl_vae.explorer import (
     save_posterior_draws,
     write_explorer,
 )
+from ppl_vae.inference.ais import AISConfig
 from ppl_vae.inference.importance import Estimate, elbo, iwae
 from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
 from ppl_vae.inference.objectives import ELBO_ESTIMATORS, ENGINES, OBJECTIVES
@@ -84,8 +86,8 @@ MIN_NUTS_DRAWS = 4
 # Options checked before any work, by their argparse names (the flag is --name-with-dashes).
 _POSITIVE_INTS = ("latent_dim", "hidden_dims", "epochs", "batch_size", "num_particles",
                   "checkpoint_every", "num_samples", "elbo_samples", "iwae_samples", "num_points",
-                  "warmup_steps", "num_chains", "fit_max_steps")
-_NON_NEGATIVE_INTS = ("kl_warmup_epochs",)
+                  "warmup_steps", "num_chains", "fit_max_steps", "ais_temperatures", "ais_chains")
+_NON_NEGATIVE_INTS = ("kl_warmup_epochs", "bdmc")
 _POSITIVE_FLOATS = ("observation_scale", "learning_rate", "clip_norm")
 _NON_NEGATIVE_FLOATS = ("beta",)
 _TRAIN_OUTPUTS = (CHECKPOINT_NAME, METRICS_NAME, "summary.json", "samples.png")
@@ -220,6 +222,16 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
     score.add_argument("--iwae-samples", type=int, default=1000,
                        help="importance samples K per point for the IWAE bound")
     score.add_argument("--split", choices=("test", "train"), default="test")
+    score.add_argument("--ais", action="store_true",
+                       help="also estimate log p(x) by annealed importance sampling (HMC transitions "
+                            "from q(z|x) to p(x, z)): an error bar where IWAE's weights give none")
+    score.add_argument("--ais-temperatures", type=int, default=AISConfig.num_temperatures,
+                       help="AIS temperatures (more: a tighter bound, proportionally slower)")
+    score.add_argument("--ais-chains", type=int, default=AISConfig.num_chains,
+                       help="AIS chains per point")
+    score.add_argument("--bdmc", type=int, default=0, metavar="N",
+                       help="bidirectional Monte Carlo on N points simulated from the model: a "
+                            "sandwich whose gap bounds the AIS error with this schedule (0: none)")
     score.add_argument("--seed", type=int, default=0)
     score.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_model(score)
@@ -524,6 +536,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "iwae_samples": args.iwae_samples,
         "epoch": checkpoint.get("epoch"),
     } | _importance_report(iwae_estimate)
+    if args.ais or args.bdmc:
+        config = AISConfig(num_temperatures=args.ais_temperatures, num_chains=args.ais_chains,
+                           seed=args.seed)
+        report["ais"] = ais_report(model, x, config) if args.ais else None
+        report["bdmc"] = bdmc_report(model, x, args.bdmc, config) if args.bdmc else None
     if args.json:
         print(json.dumps(json_safe(report), allow_nan=False))
         return 0
@@ -541,11 +558,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         shown = report["flagged_points"][:FLAGGED_SHOWN]
         print(f"  * k̂ > {report['pareto_k_threshold']:.2f} on {flagged} of {report['num_points']} "
               f"points ({100 * report['flagged_share']:.1f}%): their IWAE error bars cannot be "
-              "trusted, and the ± above does not cover them; raise --iwae-samples")
+              f"trusted, and the ± above does not cover them; {iwae_advice(iwae_estimate)}")
         print(f"    flagged points: {', '.join(map(str, shown))}"
               + (f" and {flagged - len(shown)} more (all in --json)" if flagged > len(shown) else ""))
     else:
         print(f"  k̂ <= {report['pareto_k_threshold']:.2f} on every point: the error bars hold")
+    if report.get("ais") is not None or report.get("bdmc") is not None:
+        for line in ais_lines(report.get("ais"), report.get("bdmc")):
+            print(line)
     return 0
 
 

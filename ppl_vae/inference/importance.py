@@ -75,6 +75,10 @@ class Estimate:
         Effective sample size of the weights, ``(sum w)^2 / sum w^2``; None for averages.
     delta_stderr : Tensor, shape (num_points,), optional
         The delta-method standard error before the k̂ rule; None for averages.
+    reliable : Tensor of bool, shape (num_points,), optional
+        Where the error bar can be trusted, for estimators whose rule is not
+        k̂ alone (AIS over a few chains: :func:`~ppl_vae.inference.ais.ais`);
+        when given, :attr:`flagged` is its negation.
     """
 
     per_point: torch.Tensor
@@ -83,6 +87,7 @@ class Estimate:
     pareto_k: torch.Tensor | None = None
     ess: torch.Tensor | None = None
     delta_stderr: torch.Tensor | None = None
+    reliable: torch.Tensor | None = None
 
     @property
     def mean(self) -> float:
@@ -101,6 +106,8 @@ class Estimate:
 
         All False for an average without importance weights.
         """
+        if self.reliable is not None:
+            return ~self.reliable
         if self.pareto_k is None:
             return torch.zeros_like(self.per_point, dtype=torch.bool)
         return ~is_reliable(self.pareto_k, self.num_samples)

@@ -542,6 +542,38 @@ def program_log_joint(model: Program, x: torch.Tensor, latents: dict[str, torch.
     return _marginalize(_total(terms, list(terms), x))[0]
 
 
+def program_log_prior_and_joint(model: Program, x: torch.Tensor, latents: dict[str, torch.Tensor],
+                                structure: ProgramStructure, kwargs: dict[str, Any] | None = None
+                                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """log p(z) and log p(x, z) per point from one trace, enumerated discrete latents summed out.
+
+    ``log p(z)`` is the latent sites' share, ``log sum_c p(z, c)``, whether a
+    discrete ``c`` is drawn before the continuous latents (a mixture prior) or
+    after them (where it sums to 1); ``log p(x, z)`` is
+    :func:`program_log_joint`. Their difference is log p(x | z), the
+    likelihood that annealing from the prior raises to a power.
+
+    Parameters
+    ----------
+    model : callable
+    x : Tensor, shape (num_points, ...)
+    latents : dict of str to Tensor, each shape (num_points,) + event_shape
+    structure : ProgramStructure
+    kwargs : dict, optional
+
+    Returns
+    -------
+    log_prior, log_joint : Tensor, each shape (num_points,)
+    """
+    kwargs = kwargs or {}
+    conditioned = _enumerated(poutine.condition(model, data=latents), structure)
+    trace = _run("running the model", lambda: _call(conditioned, x, kwargs))
+    terms = _site_terms(trace, structure)
+    latent = [name for name in terms if name not in structure.observed]
+    return (_marginalize(_total(terms, latent, x))[0],
+            _marginalize(_total(terms, list(terms), x))[0])
+
+
 #: Draws per point from which :func:`latent_moments` takes its mean and spread.
 MOMENT_DRAWS = 64
 
