@@ -265,6 +265,9 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     versus.add_argument("--iwae-samples", type=int, default=5000)
     versus.add_argument("--fit-max-steps", type=int, default=5000,
                         help="step budget of the per-point fits")
+    versus.add_argument("--ais", action="store_true",
+                        help="add annealed importance sampling: a row, and a candidate for each "
+                             "point's log p(x) that needs no proposal")
     versus.add_argument("--seed", type=int, default=0)
     _add_model(versus)
     _add_device(versus)
@@ -600,7 +603,8 @@ def run_compare(args: argparse.Namespace) -> int:
                       num_chains=args.num_chains, scheme=args.scheme, seed=args.seed)
     config = CompareConfig(elbo_samples=args.elbo_samples, iwae_samples=args.iwae_samples,
                            nuts=nuts, methods=tuple(args.methods),
-                           fit_max_steps=args.fit_max_steps, seed=args.seed)
+                           fit_max_steps=args.fit_max_steps,
+                           ais=AISConfig(seed=args.seed) if args.ais else None, seed=args.seed)
     model, checkpoint = _load_model(args.checkpoint, device, args.model)
     test_x = _evaluation_points(checkpoint, "test", device)
     if args.num_points > len(test_x):

@@ -15,8 +15,10 @@ encoder's gap to log p(x) as Cremer, Li and Duvenaud (2018) do:
     amortization gap   = ELBO[q*] - ELBO[encoder]    (the price of one network for all x)
 
 with log p^(x) chosen per point (:func:`choose_log_px`) among the IWAE
-estimates of every method and of a defensive mixture proposal
-(:mod:`ppl_vae.inference.defensive`, bounded weights): of those whose
+estimates of every method, of a defensive mixture proposal
+(:mod:`ppl_vae.inference.defensive`, bounded weights) and, when
+``CompareConfig.ais`` is set, annealed importance sampling
+(:mod:`ppl_vae.inference.ais`, no proposal to miss mass with): of those whose
 importance weights are trustworthy (Pareto k̂ <= 0.7,
 :mod:`ppl_vae.inference.psis`) and that no other proposal's estimate
 contradicts (lies far above: a missed posterior mode, which k̂ cannot see),
@@ -42,6 +44,7 @@ from pyro import poutine
 
 from ppl_vae.errors import ConfigError
 from ppl_vae.evaluation.diagnostics import ConvergenceReport, check_convergence
+from ppl_vae.inference.ais import AISConfig, ais
 from ppl_vae.inference.defensive import defensive_mixture
 from ppl_vae.inference.importance import Estimate, check_data, elbo, iwae
 from ppl_vae.inference.local_vi import fit_flow_posterior, fit_local_gaussian
@@ -63,6 +66,8 @@ DISTANCE_SAMPLES = 1000
 
 #: Name of the defensive mixture proposal (:mod:`ppl_vae.inference.defensive`) in the reports.
 DEFENSIVE = "defensive"
+#: Name of annealed importance sampling (:mod:`ppl_vae.inference.ais`) in the reports.
+AIS = "ais"
 
 #: An estimate lying this many combined standard errors below another proposal's is taken to
 #: have missed mass (4: a false alarm from Gaussian noise has odds ~3e-5 per pair; the
@@ -86,6 +91,10 @@ class CompareConfig:
         Step budget of the per-point fits (they usually converge sooner).
     num_flows : int
         Spline layers of the flow posterior.
+    ais : AISConfig, optional
+        Also estimate log p(x) by annealed importance sampling: a row
+        ``"ais"`` and a candidate for log p^(x) (off by default: the IWAE
+        candidates are enough on small latents).
     seed : int
     """
 
@@ -95,6 +104,7 @@ class CompareConfig:
     methods: tuple[str, ...] = METHODS
     fit_max_steps: int = 5000
     num_flows: int = 2
+    ais: AISConfig | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -201,12 +211,15 @@ class Comparison:
                 f"{cell(row.energy_distance, 4):>13}{row.wall_time:>9.1f}")
         lines.append("k̂>0.7: share of points whose IWAE importance weights have Pareto k̂ above "
                      "the threshold (their error bars cannot be trusted)")
+        if any(row.name == AIS for row in self.rows):
+            lines.append("ais: log p(x) by annealed importance sampling (IWAE column; its share: "
+                         "points whose chains' weights are too uneven for an error bar)")
         for name, gap in self.gaps.items():
             mc = ("unknown (a flagged point's log p(x) has no trustworthy error)"
                   if not math.isfinite(gap["mc_stderr"]) else f"{gap['mc_stderr']:.3f}")
             lines.append(f"{name} gap: mean {gap['mean']:.3f} nats; Monte Carlo error of the mean "
                          f"± {mc}; spread across points: sd {gap['spread']:.3f}")
-        lines.append(f"log p(x) per point: the trustworthy IWAE estimate with the smallest error, "
+        lines.append(f"log p(x) per point: the trustworthy estimate with the smallest error, "
                      f"from: {self.log_px_method}")
         flagged = self.flagged_points
         lines.append(f"flagged points (no proposal with k̂ <= 0.7 that the others do not contradict): "
@@ -319,6 +332,13 @@ def _gap(values: torch.Tensor, stderr: torch.Tensor) -> dict[str, float]:
             "sem_across_points": spread / math.sqrt(count)}
 
 
+def _pareto_k(estimate: Estimate) -> torch.Tensor:
+    """k̂ per point, float64; NaN where the estimate has none (AIS over fewer than 25 chains)."""
+    if estimate.pareto_k is None:
+        return torch.full_like(estimate.per_point, math.nan, dtype=torch.float64)
+    return estimate.pareto_k.double()
+
+
 def choose_log_px(estimates: dict[str, Estimate], fallback: str = DEFENSIVE) -> dict[str, Any]:
     """Per point, the trustworthy, uncontradicted estimate with the smallest standard error.
 
@@ -354,7 +374,7 @@ def choose_log_px(estimates: dict[str, Estimate], fallback: str = DEFENSIVE) -> 
     flagged = ~usable.gather(0, best).squeeze(0)
     spare = names.index(fallback)
     pick = torch.where(flagged, spare, best.squeeze(0))[None]
-    k = torch.stack([estimates[name].pareto_k.double() for name in names])
+    k = torch.stack([_pareto_k(estimates[name]) for name in names])
     dtype = estimates[fallback].per_point.dtype
     return {"log_px": values.gather(0, pick).squeeze(0).to(dtype),
             "stderr": torch.where(flagged, math.inf, stderr.gather(0, pick).squeeze(0)).to(dtype),
@@ -443,6 +463,12 @@ def compare_posteriors(model: Any, x: torch.Tensor, config: CompareConfig = Comp
                                             if q_star is not None else ()),
                                 guide=guide, seed=config.seed)
     candidates = bounds | {DEFENSIVE: iwae(model, x, config.iwae_samples, guide=mixture)}
+    if config.ais is not None:
+        annealed = time.perf_counter()
+        candidates[AIS] = ais(model, x, guide=guide, config=config.ais)
+        rows.append(MethodResult(AIS, None, None, candidates[AIS].mean, candidates[AIS].mean_stderr,
+                                 None, None, None, time.perf_counter() - annealed,
+                                 flagged_share=candidates[AIS].flagged_share))
     chosen = choose_log_px(candidates)
     log_px, log_px_stderr = chosen["log_px"], chosen["stderr"]
     gaps, per_point = {}, {}
@@ -453,7 +479,7 @@ def compare_posteriors(model: Any, x: torch.Tensor, config: CompareConfig = Comp
         per_point |= {f"{name}_iwae": candidates[name].per_point.tolist(),
                       f"{name}_iwae_stderr": candidates[name].stderr.tolist(),
                       f"{name}_iwae_delta_stderr": candidates[name].delta_stderr.tolist(),
-                      f"{name}_pareto_k": candidates[name].pareto_k.tolist(),
+                      f"{name}_pareto_k": _pareto_k(candidates[name]).tolist(),
                       f"{name}_ess": candidates[name].ess.tolist()}
     per_point |= {"log_px": log_px.tolist(), "log_px_stderr": log_px_stderr.tolist(),
                   "log_px_method": chosen["method"], "log_px_pareto_k": chosen["pareto_k"].tolist(),

@@ -63,7 +63,7 @@ from ppl_vae.models.base import check_positive_int
 from ppl_vae.rng import keeps_global_rng
 
 INITIALS = ("guide", "prior")
-SCHEDULES = ("sigmoid", "linear")
+SCHEDULES = ("linear", "sigmoid")
 
 #: Steepness of the sigmoidal schedule (Grosse et al., 2015, use 4): temperatures crowd
 #: near beta = 0 and beta = 1, where the path's distributions change fastest.
@@ -96,8 +96,12 @@ class AISConfig:
         Leapfrog steps of the HMC transition at each temperature.
     initial : {"guide", "prior"}
         f_0: a Gaussian from the guide's q(z | x) (default), or the model's prior.
-    schedule : {"sigmoid", "linear"}
-        How the betas are spaced.
+    schedule : {"linear", "sigmoid"}
+        How the betas are spaced: evenly (default), or crowded at both ends
+        (Grosse et al.'s sigmoid, made for paths from the prior). From the
+        encoder's q(z | x) on the demo VAE, 40 simulated digits at T = 100,
+        the mean BDMC gap was 0.01 ± 0.06 nats linear against 0.18 ± 0.06
+        sigmoid (``benchmarks/ais_bdmc.py``).
     step_size : float
         The initial leapfrog step size, in units of f_0's per-dimension scales
         (the HMC mass matrix is f_0's precision).
@@ -123,7 +127,7 @@ class AISConfig:
     num_chains: int = 16
     leapfrog_steps: int = 5
     initial: str = "guide"
-    schedule: str = "sigmoid"
+    schedule: str = "linear"
     step_size: float = 0.5
     target_accept_prob: float = 0.65
     tuning_chains: int = 4
@@ -145,7 +149,7 @@ class AISConfig:
             raise ConfigError(f"step_size must be > 0; got {self.step_size}")
 
 
-def annealing_schedule(num_temperatures: int, kind: str = "sigmoid") -> torch.Tensor:
+def annealing_schedule(num_temperatures: int, kind: str = "linear") -> torch.Tensor:
     """The inverse temperatures ``beta_0 = 0 < beta_1 < ... < beta_T = 1``, float64.
 
     ``"sigmoid"`` is Grosse et al.'s rescaled logistic ``s(d (2t / T - 1))``
