@@ -21,6 +21,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ from ppl_vae.training import METRICS_NAME, SVIConfig, train
 from ppl_vae.training.distributed import (
     World,
     current_world,
+    gather_objects,
     init_distributed,
     launched_by_torchrun,
     shutdown,
@@ -523,27 +525,42 @@ def _evaluation_points(checkpoint: dict[str, Any], split: str,
 
 def run_evaluate(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
+    if launched_by_torchrun():
+        device = init_distributed(device)
+    try:
+        return _evaluate(args, device, current_world())
+    finally:
+        shutdown()
+
+
+def _evaluate(args: argparse.Namespace, device: torch.device, world: World) -> int:
+    """ELBO and IWAE on rank 0; AIS's chunks of points shared out over every process."""
     model, checkpoint = _load_model(args.checkpoint, device, args.model)
     x = _evaluation_points(checkpoint, args.split, device)
-    pyro.set_rng_seed(args.seed)
-    elbo_estimate = elbo(model, x, args.elbo_samples)
-    iwae_estimate = iwae(model, x, args.iwae_samples)
-    report = {
-        "split": args.split,
-        "num_points": x.shape[0],
-        "elbo": elbo_estimate.mean,
-        "elbo_stderr": elbo_estimate.mean_stderr,
-        "elbo_samples": args.elbo_samples,
-        "iwae": iwae_estimate.mean,
-        "iwae_stderr": iwae_estimate.mean_stderr,
-        "iwae_samples": args.iwae_samples,
-        "epoch": checkpoint.get("epoch"),
-    } | _importance_report(iwae_estimate)
+    report: dict[str, Any] = {"split": args.split, "num_points": x.shape[0],
+                              "epoch": checkpoint.get("epoch")}
+    if world.is_main:
+        pyro.set_rng_seed(args.seed)
+        elbo_estimate = elbo(model, x, args.elbo_samples)
+        iwae_estimate = iwae(model, x, args.iwae_samples)
+        report |= {
+            "elbo": elbo_estimate.mean,
+            "elbo_stderr": elbo_estimate.mean_stderr,
+            "elbo_samples": args.elbo_samples,
+            "iwae": iwae_estimate.mean,
+            "iwae_stderr": iwae_estimate.mean_stderr,
+            "iwae_samples": args.iwae_samples,
+            "processes": world.size,
+        } | _importance_report(iwae_estimate)
     if args.ais or args.bdmc:
         config = AISConfig(num_temperatures=args.ais_temperatures, num_chains=args.ais_chains,
                            seed=args.seed)
-        report["ais"] = ais_report(model, x, config) if args.ais else None
-        report["bdmc"] = bdmc_report(model, x, args.bdmc, config) if args.bdmc else None
+        report["ais"] = (ais_report(model, x, config, world.rank, world.size,
+                                    partial(gather_objects, world=world)) if args.ais else None)
+        report["bdmc"] = (bdmc_report(model, x, args.bdmc, config)
+                          if args.bdmc and world.is_main else None)
+    if not world.is_main:
+        return 0
     if args.json:
         print(json.dumps(json_safe(report), allow_nan=False))
         return 0

@@ -45,3 +45,18 @@ def test_torchrun_cli_training_writes_one_checkpoint_from_rank_zero(tmp_path):
     assert checkpoint["epoch"] == 2 and len(checkpoint["history"]) == 2
     assert sorted(p.name for p in out.iterdir()) == [".ppl_vae_manifest.json", "checkpoint.pt",
                                                      "metrics.jsonl", "samples.png", "summary.json"]
+
+
+def test_torchrun_evaluate_shares_ais_out_and_matches_one_process(trained, tmp_path, capsys):
+    from ppl_vae.cli import main
+
+    argv = ["evaluate", "--checkpoint", str(trained), "--elbo-samples", "2", "--iwae-samples", "4",
+            "--ais", "--ais-temperatures", "3", "--ais-chains", "4", "--json"]
+    # 179 test digits in chunks of 128: rank 0 anneals chunk 0, rank 1 chunk 1.
+    run = _run(["-m", "ppl_vae.cli", *argv], tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    shared = json.loads(run.stdout)
+    assert shared["processes"] == 2
+    assert main(argv) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert shared["ais"]["per_point"] == alone["ais"]["per_point"]

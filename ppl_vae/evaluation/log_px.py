@@ -16,7 +16,13 @@ from typing import Any
 
 import torch
 
-from ppl_vae.inference.ais import AISConfig, ais, bdmc
+from ppl_vae.inference.ais import (
+    AISConfig,
+    ais_log_weights,
+    bdmc,
+    estimate_from_log_weights,
+    num_chunks,
+)
 from ppl_vae.inference.importance import Estimate
 
 #: The mean BDMC gap (nats per point) below which the sandwich is called tight.
@@ -26,9 +32,10 @@ INFINITE_MEAN_K = 1.0
 
 
 @contextmanager
-def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+def progress_bar(total: int, label: str, enabled: bool = True
+                 ) -> Iterator[Callable[[int], None] | None]:
     """A tqdm bar on stderr when it is a terminal (``None`` otherwise): ``update(points_done)``."""
-    if not sys.stderr.isatty():
+    if not (enabled and sys.stderr.isatty()):
         yield None
         return
     from tqdm import tqdm
@@ -37,14 +44,28 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None] | Non
         yield lambda done: bar.update(done - bar.n)
 
 
-def ais_report(model: Any, x: torch.Tensor, config: AISConfig) -> dict[str, Any]:
+#: ``gather(value) -> [every process's value]``: how processes share their results (one: ``[value]``).
+Gather = Callable[[Any], list[Any]]
+
+
+def ais_report(model: Any, x: torch.Tensor, config: AISConfig, rank: int = 0, size: int = 1,
+               gather: Gather = lambda value: [value]) -> dict[str, Any]:
     """AIS on every point: the mean, its error, flagged points, per-point values and the time.
+
+    With ``size`` processes, this one anneals the chunks of points whose
+    index is ``rank`` modulo ``size``, and ``gather`` brings every process's
+    weights together; each chunk has its own generator, so the numbers equal
+    one process's.
 
     Parameters
     ----------
     model : ProbabilisticModel or callable
     x : Tensor, shape (num_points, data_dim)
     config : AISConfig
+    rank, size : int
+        This process and the number of processes.
+    gather : callable
+        ``value -> [value of each process]`` (``torch.distributed.all_gather_object``).
 
     Returns
     -------
@@ -54,8 +75,12 @@ def ais_report(model: Any, x: torch.Tensor, config: AISConfig) -> dict[str, Any]
         ``seconds_per_point``, the settings, and ``per_point``.
     """
     started = time.perf_counter()
-    with progress_bar(len(x), "AIS") as progress:
-        estimate = ais(model, x, config=config, progress=progress)
+    mine = [index for index in range(num_chunks(len(x), config)) if index % size == rank]
+    with progress_bar(len(x), "AIS", enabled=size == 1) as progress:
+        weights = ais_log_weights(model, x, config=config, chunks=mine, progress=progress)
+    gathered = gather({index: value.cpu() for index, value in weights.items()})
+    merged = {index: value.to(x.device) for part in gathered for index, value in part.items()}
+    estimate = estimate_from_log_weights(merged, x.dtype)
     seconds = time.perf_counter() - started
     return {
         "ais": estimate.mean,

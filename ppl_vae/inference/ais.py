@@ -36,7 +36,7 @@ points × chains advance together, one batched gradient per leapfrog step.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pyro
@@ -474,7 +474,59 @@ def _problem(model: object, guide: object, x: torch.Tensor, target: Target, conf
     return _Problem(target, x, loc.detach(), scale.detach(), config.initial)
 
 
+def num_chunks(num_points: int, config: AISConfig) -> int:
+    """How many chunks of ``config.points_per_chunk`` points ``num_points`` make."""
+    return -(-num_points // config.points_per_chunk)
+
+
 @keeps_global_rng
+def ais_log_weights(model: object, x: torch.Tensor, guide: object = None,
+                    config: AISConfig = AISConfig(), chunks: Sequence[int] | None = None,
+                    progress: Callable[[int], None] | None = None) -> dict[int, torch.Tensor]:
+    """The chains' AIS log-weights of some chunks of points: :func:`ais`'s work, shardable.
+
+    Each chunk draws from its own generator (:func:`chunk_generator`), so the
+    weights of a chunk are the same whichever process computes it: processes
+    that share the chunks out and gather the results reproduce one process's
+    estimate exactly (``ppl-vae evaluate --ais`` under ``torchrun``).
+
+    Parameters
+    ----------
+    model, x, guide, config
+        As for :func:`ais`.
+    chunks : sequence of int, optional
+        Indices of the chunks to run (default: all :func:`num_chunks`).
+    progress : callable, optional
+        Called with the number of points finished after each chunk.
+
+    Returns
+    -------
+    dict of int to Tensor, each shape (num_chains, points in the chunk)
+    """
+    target, _, own_guide = _setup(model, x, guide, config, "ais")
+    betas = annealing_schedule(config.num_temperatures, config.schedule)
+    chains = config.num_chains + config.tuning_chains
+    wanted = range(num_chunks(len(x), config)) if chunks is None else chunks
+    weights, done = {}, 0
+    for index, rows in _chunks(len(x), config):
+        if index not in wanted:
+            continue
+        problem = _problem(model, own_guide, x[rows], target, config)
+        generator = chunk_generator(config, index, x.device)
+        init = _start(problem, target.structure, config, generator, config.seed + index)
+        weights[index] = anneal(problem.densities(chains), init, _repeat_rows(problem.scale, chains),
+                                betas, config, generator).log_weights
+        done += rows.stop - rows.start
+        if progress is not None:
+            progress(done)
+    return weights
+
+
+def estimate_from_log_weights(log_weights: dict[int, torch.Tensor], dtype: torch.dtype) -> Estimate:
+    """The :func:`ais` estimate from every chunk's log-weights (in chunk order)."""
+    return _estimate([log_weights[index] for index in sorted(log_weights)], dtype)
+
+
 def ais(model: object, x: torch.Tensor, guide: object = None, config: AISConfig = AISConfig(),
         progress: Callable[[int], None] | None = None) -> Estimate:
     """log p(x) per point by annealed importance sampling from f_0 to p(x, z).
@@ -497,24 +549,12 @@ def ais(model: object, x: torch.Tensor, guide: object = None, config: AISConfig 
     Estimate
         ``per_point``: log mean_c w_c, a stochastic lower bound on log p(x)
         (``exp`` of it is unbiased); ``stderr``: its delta-method error over
-        the chains (``inf`` where k̂, fitted with 25 chains or more, is too
-        large); ``num_samples``: the number of chains; ``pareto_k``, ``ess``:
-        of the chains' weights.
+        the chains, ``inf`` where the chains' weights are too uneven to trust
+        it (``flagged``); ``num_samples``: the number of chains;
+        ``pareto_k`` (with 25 chains or more), ``ess``: of the chains' weights.
     """
-    target, _, own_guide = _setup(model, x, guide, config, "ais")
-    betas = annealing_schedule(config.num_temperatures, config.schedule)
-    weights = []
-    for index, rows in _chunks(len(x), config):
-        problem = _problem(model, own_guide, x[rows], target, config)
-        generator = chunk_generator(config, index, x.device)
-        init = _start(problem, target.structure, config, generator, config.seed + index)
-        chains = config.num_chains + config.tuning_chains
-        run = anneal(problem.densities(chains), init, _repeat_rows(problem.scale, chains), betas,
-                     config, generator)
-        weights.append(run.log_weights)
-        if progress is not None:
-            progress(rows.stop)
-    return _estimate(weights, x.dtype)
+    return estimate_from_log_weights(ais_log_weights(model, x, guide, config, progress=progress),
+                                     x.dtype)
 
 
 @dataclass(frozen=True)
@@ -638,5 +678,6 @@ def bdmc(model: object, x: torch.Tensor, guide: object = None, config: AISConfig
                       simulated, config)
 
 
-__all__ = ["AISConfig", "AnnealingRun", "BDMCResult", "ais", "anneal", "annealing_schedule", "bdmc",
-           "chunk_generator", "simulate"]
+__all__ = ["AISConfig", "AnnealingRun", "BDMCResult", "ais", "ais_log_weights", "anneal",
+           "annealing_schedule", "bdmc", "chunk_generator", "estimate_from_log_weights", "num_chunks",
+           "simulate"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -134,6 +135,15 @@ def mean_over_processes(value: torch.Tensor, world: World) -> torch.Tensor:
     value = value.detach().clone()
     dist.all_reduce(value)
     return value / world.size
+
+
+def gather_objects(value: Any, world: World) -> list[Any]:
+    """Every process's ``value`` (picklable), in rank order; ``[value]`` in a world of one."""
+    if world.size == 1:
+        return [value]
+    gathered: list[Any] = [None] * world.size
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def barrier(world: World) -> None:
