@@ -399,14 +399,19 @@ def _save_samples(model: Any, count: int, image_shape: Sequence[int] | None, pat
         save_image_grid(images, tuple(image_shape), path, title=title)
 
 
-def run_train(args: argparse.Namespace) -> int:
+def _in_world(run: Any, args: argparse.Namespace) -> int:
+    """``run(args, device, world)`` in the process group ``torchrun`` set up, or alone."""
     device = resolve_device(args.device)
     if launched_by_torchrun():
         device = init_distributed(device)
     try:
-        return _train(args, device, current_world())
+        return run(args, device, current_world())
     finally:
         shutdown()
+
+
+def run_train(args: argparse.Namespace) -> int:
+    return _in_world(_train, args)
 
 
 def _build(model_type: type, settings: dict[str, Any]) -> Any:
@@ -524,13 +529,7 @@ def _evaluation_points(checkpoint: dict[str, Any], split: str,
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    if launched_by_torchrun():
-        device = init_distributed(device)
-    try:
-        return _evaluate(args, device, current_world())
-    finally:
-        shutdown()
+    return _in_world(_evaluate, args)
 
 
 def _evaluate(args: argparse.Namespace, device: torch.device, world: World) -> int:
