@@ -107,7 +107,8 @@ def atomic_write(path: str | os.PathLike, write: Any, tag: str | None = None) ->
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     else:
         tmp_name = str(temporary_name(path, tag))
-        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A fresh file: never one that stands there already (a link planted in the folder).
+        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
