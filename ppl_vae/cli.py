@@ -615,7 +615,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_explore(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if out.suffix != ".html":
+    if out.suffix.lower() != ".html":
         raise ConfigError(f"--out must end in .html; got {out.name}")
     if not out.parent.is_dir():
         raise ConfigError(f"the folder {out.parent} does not exist; create it first")
@@ -627,7 +627,8 @@ def run_explore(args: argparse.Namespace) -> int:
     model, checkpoint = _load_model(args.checkpoint, device, args.model)
     x = _evaluation_points(checkpoint, "test", device)
     meta = checkpoint["metadata"]
-    labels = load_dataset(meta["data"], root=meta["data_root"], seed=meta["data_seed"]).test_y
+    labels = load_dataset(meta["data"], root=meta.get("data_root"),
+                          seed=meta.get("data_seed", 0)).test_y
     image_shape = meta.get("image_shape")
     if image_shape is None:
         raise ConfigError("the explorer shows images; this checkpoint's data are not images")

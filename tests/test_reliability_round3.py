@@ -187,6 +187,7 @@ HOSTILE_RESULTS = {
     "deeply nested": {"text": '{"per_point": ' + _nested(100_000) + "}"},
     "string converged": {"converged": "no"},
     "negative index": {"point_index": np.array([-1, 0, 1])},
+    "overflowing number": {"text": '{"point_index": [0, 1, 2], "per_point": {"log_px": [1e400, 1, 2]}}'},
 }
 
 
