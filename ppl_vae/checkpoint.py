@@ -52,6 +52,10 @@ OPTIONAL_KEYS: dict[str, tuple[type, ...]] = {
 #: What ``--resume`` needs beyond :data:`REQUIRED_KEYS`.
 RESUME_KEYS = ("optimizer_state", "svi_config", "epoch", "history", "rng_state")
 
+#: The largest ``metadata["data_seed"]``: the data's split and binarization seed torch's
+#: generators with it (and with it plus one), which take at most 64 bits.
+DATA_SEED_MAX = 2**63 - 1
+
 CHECKPOINT_NAME = "checkpoint.pt"
 DIGEST_KEY = "sha256"
 
@@ -354,6 +358,12 @@ def validate_checkpoint(checkpoint: Any, path: str | os.PathLike = CHECKPOINT_NA
         raise CheckpointError(
             f"{path}: metadata's image_shape should be None or [height, width], not "
             f"{_describe(shape)}; {fix}")
+    seed = checkpoint.get("metadata", {}).get("data_seed")
+    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)
+                                 and 0 <= seed <= DATA_SEED_MAX):
+        raise CheckpointError(
+            f"{path}: metadata's data_seed should be an integer in [0, 2**63 - 1] (the seed "
+            f"torch's generators take), not {_describe(seed)}; {fix}")
     non_finite = non_finite_weights(checkpoint["model_state"])
     if non_finite:
         if verb == "save":

@@ -20,7 +20,7 @@ import torch
 from helpers.cli_runs import TINY
 
 from ppl_vae import VAE, SVIConfig, train
-from ppl_vae.checkpoint import load_checkpoint, save_checkpoint
+from ppl_vae.checkpoint import content_digest, load_checkpoint, save_checkpoint
 from ppl_vae.cli import EXIT_ERROR, main
 from ppl_vae.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
 from ppl_vae.explorer import EXPLORER_DRAWS, POSTERIOR_DRAWS_NAME, load_compare_results
@@ -243,6 +243,17 @@ def test_8_a_data_seed_out_of_range_is_refused_when_saving(tmp_path, trained, se
 
     with pytest.raises(CheckpointError, match="data_seed"):
         _edited(trained, tmp_path / "seed", large)
+
+
+def test_8_a_data_seed_out_of_range_written_by_hand_is_one_line_in_evaluate(capsys, tmp_path,
+                                                                          trained):
+    checkpoint = load_checkpoint(trained)
+    checkpoint["metadata"]["data_seed"] = 2**63
+    checkpoint["sha256"] = content_digest(checkpoint)
+    torch.save(checkpoint, tmp_path / "checkpoint.pt")
+    err = run_error(capsys, ["evaluate", "--checkpoint", str(tmp_path), "--iwae-samples", "2",
+                             "--elbo-samples", "2"])
+    assert "data_seed" in err
 
 
 # ----- 9. too many particles ------------------------------------------------------------------------
