@@ -41,8 +41,12 @@ def name_problem(name: object) -> str | None:
     return None
 
 
-def member(folder: str | os.PathLike, name: object, fix: str) -> Path:
+def member(folder: str | os.PathLike, name: object, fix: str, *, to_delete: bool = True) -> Path:
     """``folder/name``, once ``name`` is a plain file name and nothing but a regular file stands there.
+
+    A file about to be written may have anything standing at its path: the
+    atomic rename that writes it replaces a link without following it, and
+    fails on a folder (``to_delete=False`` checks the name only).
 
     Parameters
     ----------
@@ -52,6 +56,8 @@ def member(folder: str | os.PathLike, name: object, fix: str) -> Path:
         A file name, as found in a manifest or given by the library.
     fix : str
         What the user can do, ending the one-line message.
+    to_delete : bool
+        Also refuse a link, folder, pipe or device standing at the path.
 
     Returns
     -------
@@ -69,6 +75,8 @@ def member(folder: str | os.PathLike, name: object, fix: str) -> Path:
     if problem is not None:
         raise ConfigError(f"{folder}: {str(name)[:80]!r} {problem}; {fix}")
     path = Path(folder) / str(name)
+    if not to_delete:
+        return path
     try:
         kind = file_kind(os.lstat(path).st_mode)
     except FileNotFoundError:

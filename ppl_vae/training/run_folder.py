@@ -114,7 +114,7 @@ class RunFolder:
         """Refuse, in one line, to write any of ``names`` that exists but was not written by ppl_vae."""
         for name in names:
             if name in self.files or name_problem(name):
-                self.file(name)
+                member(self.path, name, _FIX, to_delete=False)
             elif os.path.lexists(self.path / name):
                 raise ConfigError(
                     f"{self.path / name} was not written by ppl_vae, and ppl_vae never replaces or deletes "
@@ -122,9 +122,6 @@ class RunFolder:
                     "another --out folder"
                 )
 
-    def file(self, name: str) -> Path:
-        """The path of ``name`` in the folder: a plain file name, with no link or folder standing there."""
-        return member(self.path, name, _FIX)
 
     def claim(self, name: str) -> str:
         """Record ``name`` as written by this run (before it is written); return the temporary-file tag."""
@@ -145,7 +142,7 @@ class RunFolder:
                     if every_command or owner == self.owner]
         for name in previous:
             try:
-                self.file(name).unlink(missing_ok=True)
+                remove_member(self.path, name, _FIX)
             except OSError as error:
                 raise ConfigError(
                     f"cannot remove {self.path / name} of the previous run ({error.strerror}); "
