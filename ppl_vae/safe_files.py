@@ -109,11 +109,12 @@ def read_regular(path: str | os.PathLike, max_bytes: int, fix: str) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
         raise ConfigError(f"{path} {_open_problem(path, error)}; {fix}") from None
+    info = os.fstat(fd)
+    kind = file_kind(info.st_mode)
+    if kind is not None:
+        os.close(fd)
+        raise ConfigError(f"{path} is {kind}, not a regular file; {fix}")
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        kind = file_kind(info.st_mode)
-        if kind is not None:
-            raise ConfigError(f"{path} is {kind}, not a regular file; {fix}")
         data = handle.read(max_bytes + 1)
     if info.st_size > max_bytes or len(data) > max_bytes:
         raise ConfigError(f"{path} is larger than the {max_bytes / 2**20:g} MiB such a file "
