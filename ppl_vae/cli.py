@@ -373,6 +373,13 @@ def _writing(path: Path, then: str) -> Any:
     try:
         yield
     except OSError as error:
+        culprit = Path(error.filename) if isinstance(error.filename, str) else path
+        # Neither the file, one inside the folder, nor a temporary beside the file: e.g. a cache
+        # that ArviZ creates under a read-only HOME.
+        if path not in (culprit, *culprit.parents) and culprit.parent != path.parent:
+            raise PplVaeError(
+                f"could not write {culprit} ({_write_failure(error)}), outside {path}; make it "
+                "writable, or point HOME (or XDG_CACHE_HOME) at a writable folder") from None
         raise PplVaeError(f"could not write {path} ({_write_failure(error)}); {then}") from None
 
 
@@ -586,7 +593,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
     k, ess = report["pareto_k"], report["ess"]
     print(f"  importance weights: Pareto k̂ median {_plain(k['median'], 2)}, max {_plain(k['max'], 2)}; "
           f"ESS median {_plain(ess['median'], 0)} of {args.iwae_samples}")
-    if flagged:
+    if flagged and report["pareto_k_threshold"] == 0:  # k̂ cannot be estimated from K <= 10
+        print(f"  * k̂ needs more than 10 samples per point (K={args.iwae_samples}), so no IWAE "
+              "error bar can be trusted; raise --iwae-samples above 10")
+    elif flagged:
         shown = report["flagged_points"][:FLAGGED_SHOWN]
         print(f"  * k̂ > {report['pareto_k_threshold']:.2f} on {flagged} of {report['num_points']} "
               f"points ({100 * report['flagged_share']:.1f}%): their IWAE error bars cannot be "
@@ -644,6 +654,7 @@ def run_compare(args: argparse.Namespace) -> int:
         comparison = compare_posteriors(model, x, config)
         table = comparison.table()
         atomic_write_text(out / "comparison.json", comparison.to_json() + "\n")
+        save_posterior_draws(comparison, out / POSTERIOR_DRAWS_NAME)  # explore needs both files
         atomic_write_text(out / "comparison.txt", table + "\n")
         image_shape = checkpoint.get("metadata", {}).get("image_shape")
         plot_posterior_comparison(comparison, model, x,
@@ -653,7 +664,6 @@ def run_compare(args: argparse.Namespace) -> int:
         plot_trace(idata, out / "trace.png")
         if model.latent_dim >= 2:
             plot_pair(idata, out / "pair.png", point=comparison.point_index[0])
-        save_posterior_draws(comparison, out / POSTERIOR_DRAWS_NAME)
     print(table)
     print(f"wrote {', '.join(str(out / name) for name in names)}")
     if not comparison.converged:

@@ -398,3 +398,40 @@ def test_a_link_where_a_manifest_file_stands_is_not_removed_nor_followed(tmp_pat
         with hold(run, "train", overwrite=True):
             pass
     assert _intact(victims) and (run / "summary.json").is_symlink()
+
+
+# ----- the UX list -------------------------------------------------------------------------------
+
+
+def test_ux_a_file_outside_out_that_cannot_be_written_is_named_instead_of_out(capsys, tmp_path,
+                                                                              trained, monkeypatch):
+    import ppl_vae.cli as cli
+
+    def read_only_home(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/home/someone/.cache/arviz")
+
+    monkeypatch.setattr(cli, "compare_posteriors", read_only_home)
+    out = tmp_path / "cmp"
+    err = run_error(capsys, ["compare", "--checkpoint", str(trained), "--out", str(out),
+                             *QUICK_COMPARE])
+    assert "could not write /home/someone/.cache/arviz" in err and "HOME" in err
+    assert f"could not write {out} " not in err
+
+
+def test_ux_evaluate_with_ten_samples_or_fewer_says_k_needs_more(capsys, trained):
+    assert main(["evaluate", "--checkpoint", str(trained), "--iwae-samples", "5",
+                 "--elbo-samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "k̂ needs more than 10 samples" in out and "k̂ > 0.00" not in out
+
+
+def test_ux_resume_with_another_seed_names_the_split(capsys, tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    err = run_error(capsys, ["train", *TINY, "--out", str(run), "--resume", "--seed", "9"])
+    assert "seed 0" in err and "--seed 0" in err and "content changed" not in err
+
+
+def test_ux_explore_accepts_html_in_capitals(tmp_path, trained):
+    assert main(["explore", "--checkpoint", str(trained), "--out", str(tmp_path / "x.HTML"),
+                 "--num-points", "20"]) == 0
