@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 import tempfile
 from pathlib import Path
@@ -246,7 +247,8 @@ def load_checkpoint(
             "or the checkpoint.pt inside it"
         )
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with _open_regular(path) as handle:
+            checkpoint = torch.load(handle, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "weights_only" in str(error) or "Unsupported global" in str(error):
@@ -265,6 +267,19 @@ def load_checkpoint(
             )
     validate_checkpoint(checkpoint, path)
     return checkpoint
+
+
+def _open_regular(path: Path) -> Any:
+    """``path`` open for reading, checked on the descriptor to be a regular file.
+
+    Opened without waiting for a writer, so a named pipe put there after the
+    caller's check is refused instead of hanging the load.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError("it is not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def _describe(value: Any) -> str:
