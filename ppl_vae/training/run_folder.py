@@ -24,7 +24,9 @@ run deletes only temporaries with that tag.
 The folder's own files are data, never orders: every name the manifest lists,
 every file the run writes or deletes and the lock file are reached through
 :func:`ppl_vae.safe_files.member`, which accepts only a plain file name directly
-inside the folder and never a link, a pipe or a folder standing there. The
+inside the folder and, before a deletion, nothing but a regular file standing
+there (a write renames over its path, which replaces a link without following
+it). The
 manifest is read only as a regular file of at most :data:`MAX_MANIFEST_BYTES`,
 its tag must be hexadecimal, and a lock file that is not a small regular file
 of ppl_vae's own (a link, a hard link, a pipe, a file with other content) is
@@ -117,11 +119,10 @@ class RunFolder:
                 member(self.path, name, _FIX, to_delete=False)
             elif os.path.lexists(self.path / name):
                 raise ConfigError(
-                    f"{self.path / name} was not written by ppl_vae, and ppl_vae never replaces or deletes "
-                    "files it did not write (not even with --overwrite); move it away, or choose "
-                    "another --out folder"
+                    f"{self.path / name} was not written by ppl_vae, and ppl_vae never replaces "
+                    "or deletes files it did not write (not even with --overwrite); move it away, "
+                    "or choose another --out folder"
                 )
-
 
     def claim(self, name: str) -> str:
         """Record ``name`` as written by this run (before it is written); return the temporary-file tag."""
