@@ -28,7 +28,7 @@ from ppl_vae.training.run_folder import LOCK_NAME, MANIFEST_NAME, hold
 
 ROOT = Path(__file__).resolve().parents[1]
 #: ``compare`` at its smallest: the tests below need it to reach its folder, not NUTS.
-QUICK_COMPARE = ["--num-points", "2", "--num-samples", "4", "--warmup-steps", "2", "--num-chains", "1",
+QUICK_COMPARE = ["--num-points", "2", "--num-samples", "4", "--warmup-steps", "2", "--num-chains", "2",
                  "--methods", "encoder", "--elbo-samples", "2", "--iwae-samples", "2"]
 #: A subprocess that hangs on a named pipe is stopped after this many seconds (the bug, not a timing).
 HANG_LIMIT = 120
@@ -435,3 +435,16 @@ def test_ux_resume_with_another_seed_names_the_split(capsys, tmp_path):
 def test_ux_explore_accepts_html_in_capitals(tmp_path, trained):
     assert main(["explore", "--checkpoint", str(trained), "--out", str(tmp_path / "x.HTML"),
                  "--num-points", "20"]) == 0
+
+
+def test_ux_a_compare_failing_in_its_plots_leaves_both_files_explore_reads(capsys, tmp_path,
+                                                                           trained, monkeypatch):
+    import ppl_vae.cli as cli
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "plot_posterior_comparison", full_disk)
+    out = tmp_path / "cmp"
+    run_error(capsys, ["compare", "--checkpoint", str(trained), "--out", str(out), *QUICK_COMPARE])
+    assert load_compare_results(out).point_index.tolist() == [0, 1]
