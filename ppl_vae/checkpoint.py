@@ -12,7 +12,8 @@ value, in a fixed order; see :func:`content_digest`). :func:`load_checkpoint`
 recomputes it, so a flipped bit anywhere in the weights is reported as damage
 instead of loading as wrong weights, and then checks the whole structure in one
 place (:func:`validate_checkpoint`): each problem gets its own one-line error.
-Checkpoints of format 1 written before the digest existed load unverified.
+Checkpoints of format 1 written before the digest existed load unverified,
+with a warning.
 Non-finite weights are never written and never loaded.
 """
 
@@ -23,6 +24,7 @@ import os
 import stat
 import struct
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +268,11 @@ def load_checkpoint(
                 "(`ppl-vae train ... --overwrite`)"
             )
     validate_checkpoint(checkpoint, path)
+    if DIGEST_KEY not in checkpoint:
+        warnings.warn(
+            f"{path} carries no sha256 checksum (written before checksums existed, or the key was "
+            "removed), so damage to it cannot be detected; save it again to add one",
+            RuntimeWarning, stacklevel=2)
     return checkpoint
 
 

@@ -448,3 +448,13 @@ def test_ux_a_compare_failing_in_its_plots_leaves_both_files_explore_reads(capsy
     out = tmp_path / "cmp"
     run_error(capsys, ["compare", "--checkpoint", str(trained), "--out", str(out), *QUICK_COMPARE])
     assert load_compare_results(out).point_index.tolist() == [0, 1]
+
+
+def test_ux_a_checkpoint_without_its_checksum_says_it_is_unverified(capsys, tmp_path, trained):
+    checkpoint = load_checkpoint(trained)
+    del checkpoint["sha256"]
+    torch.save(checkpoint, tmp_path / "checkpoint.pt")
+    assert main(["evaluate", "--checkpoint", str(tmp_path), "--iwae-samples", "2",
+                 "--elbo-samples", "2", "--json"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no sha256 checksum" in err
