@@ -12,7 +12,8 @@ value, in a fixed order; see :func:`content_digest`). :func:`load_checkpoint`
 recomputes it, so a flipped bit anywhere in the weights is reported as damage
 instead of loading as wrong weights, and then checks the whole structure in one
 place (:func:`validate_checkpoint`): each problem gets its own one-line error.
-Checkpoints of format 1 written before the digest existed load unverified.
+Checkpoints of format 1 written before the digest existed load unverified,
+with a warning.
 Non-finite weights are never written and never loaded.
 """
 
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,10 @@ OPTIONAL_KEYS: dict[str, tuple[type, ...]] = {
 
 #: What ``--resume`` needs beyond :data:`REQUIRED_KEYS`.
 RESUME_KEYS = ("optimizer_state", "svi_config", "epoch", "history", "rng_state")
+
+#: The largest ``metadata["data_seed"]``: the data's split and binarization seed torch's
+#: generators with it (and with it plus one), which take at most 64 bits.
+DATA_SEED_MAX = 2**63 - 1
 
 CHECKPOINT_NAME = "checkpoint.pt"
 DIGEST_KEY = "sha256"
@@ -107,7 +114,8 @@ def atomic_write(path: str | os.PathLike, write: Any, tag: str | None = None) ->
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     else:
         tmp_name = str(temporary_name(path, tag))
-        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A fresh file: never one that stands there already (a link planted in the folder).
+        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as handle:
@@ -241,7 +249,8 @@ def load_checkpoint(
             "or the checkpoint.pt inside it"
         )
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        with _open_regular(path) as handle:
+            checkpoint = torch.load(handle, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises several types for corrupt or unsafe files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "weights_only" in str(error) or "Unsupported global" in str(error):
@@ -259,7 +268,25 @@ def load_checkpoint(
                 "(`ppl-vae train ... --overwrite`)"
             )
     validate_checkpoint(checkpoint, path)
+    if DIGEST_KEY not in checkpoint:
+        warnings.warn(
+            f"{path} carries no sha256 checksum (written before checksums existed, or the key was "
+            "removed), so damage to it cannot be detected; save it again to add one",
+            RuntimeWarning, stacklevel=2)
     return checkpoint
+
+
+def _open_regular(path: Path) -> Any:
+    """``path`` open for reading, checked on the descriptor to be a regular file.
+
+    Opened without waiting for a writer, so a named pipe put there after the
+    caller's check is refused instead of hanging the load.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError("it is not a regular file")
+    return os.fdopen(fd, "rb")
 
 
 def _describe(value: Any) -> str:
@@ -353,6 +380,12 @@ def validate_checkpoint(checkpoint: Any, path: str | os.PathLike = CHECKPOINT_NA
         raise CheckpointError(
             f"{path}: metadata's image_shape should be None or [height, width], not "
             f"{_describe(shape)}; {fix}")
+    seed = checkpoint.get("metadata", {}).get("data_seed")
+    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool)
+                                 and 0 <= seed <= DATA_SEED_MAX):
+        raise CheckpointError(
+            f"{path}: metadata's data_seed should be an integer in [0, 2**63 - 1] (the seed "
+            f"torch's generators take), not {_describe(seed)}; {fix}")
     non_finite = non_finite_weights(checkpoint["model_state"])
     if non_finite:
         if verb == "save":

@@ -17,16 +17,42 @@ import contextlib
 import inspect
 import json
 import math
+import os
 import signal
 import sys
+import traceback
 import warnings
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import numpy as np
+
+def _import_matplotlib_with_agg() -> str | None:
+    """Import matplotlib drawing with Agg whatever ``MPLBACKEND`` says; return a value it would refuse.
+
+    matplotlib validates ``MPLBACKEND`` when it is imported and raises on an
+    unknown name, which would stop every command, also those that draw nothing.
+    The command line only writes figures to files, so it never needs that backend.
+    """
+    requested = os.environ.pop("MPLBACKEND", None)
+    try:
+        import matplotlib
+    finally:
+        if requested is not None:
+            os.environ["MPLBACKEND"] = requested
+    matplotlib.use("Agg")
+    try:
+        matplotlib.rcsetup.validate_backend(requested or "agg")
+    except ValueError:
+        return requested
+    return None
+
+
+#: An ``MPLBACKEND`` matplotlib does not know (commands that draw say they use Agg instead).
+_REFUSED_BACKEND = _import_matplotlib_with_agg()
+
+import numpy as np  # noqa: E402  (the modules below import matplotlib)
 import pyro
 import torch
 
@@ -66,7 +92,13 @@ from ppl_vae.inference.importance import Estimate, elbo, iwae
 from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
 from ppl_vae.inference.objectives import ELBO_ESTIMATORS, ENGINES, OBJECTIVES
 from ppl_vae.inference.psis import pareto_k_threshold
-from ppl_vae.models import LIKELIHOODS, VAE, build_model, import_model_class
+from ppl_vae.models import (
+    LIKELIHOODS,
+    VAE,
+    build_model,
+    import_model_class,
+    model_class_name,
+)
 from ppl_vae.models.base import check_positive_int
 from ppl_vae.training import METRICS_NAME, SVIConfig, train
 from ppl_vae.training.distributed import (
@@ -358,6 +390,13 @@ def _writing(path: Path, then: str) -> Any:
     try:
         yield
     except OSError as error:
+        culprit = Path(error.filename) if isinstance(error.filename, str) else path
+        # Neither the file, one inside the folder, nor a temporary beside the file: e.g. a cache
+        # that ArviZ creates under a read-only HOME.
+        if path not in (culprit, *culprit.parents) and culprit.parent != path.parent:
+            raise PplVaeError(
+                f"could not write {culprit} ({_write_failure(error)}), outside {path}; make it "
+                "writable, or point HOME (or XDG_CACHE_HOME) at a writable folder") from None
         raise PplVaeError(f"could not write {path} ({_write_failure(error)}); {then}") from None
 
 
@@ -377,6 +416,8 @@ def _load_model(path: str, device: torch.device, model_path: str | None = None
                 ) -> tuple[Any, dict[str, Any]]:
     model_type = import_model_class(model_path) if model_path else None
     checkpoint = load_checkpoint(path, map_location=device)
+    if model_type is not None:
+        check_model_class(checkpoint, model_type, path)
     model = build_model(checkpoint["model_class"], checkpoint["model_config"], model_type)
     try:
         model.load_state_dict(checkpoint["model_state"])
@@ -386,6 +427,19 @@ def _load_model(path: str, device: torch.device, model_path: str | None = None
             f"{checkpoint['model_config']}; the file is damaged or was edited"
         ) from None
     return model.to(device).eval(), checkpoint
+
+
+def check_model_class(checkpoint: dict[str, Any], model_type: type, path: str | Path) -> None:
+    """Refuse, in one line, to use a checkpoint of one model class as another.
+
+    Raises
+    ------
+    ConfigError
+        If the checkpoint's ``model_class`` is not ``model_type``'s name.
+    """
+    saved, named = checkpoint["model_class"], model_class_name(model_type)
+    if saved != named:
+        raise ConfigError(f"{path} holds a model of class {saved}, not {named}; pass --model {saved}")
 
 
 def _save_samples(model: Any, count: int, image_shape: Sequence[int] | None, path: Path,
@@ -434,6 +488,8 @@ def _train(args: argparse.Namespace, device: torch.device, world: World) -> int:
         seed=args.seed, checkpoint_every=args.checkpoint_every, engine=args.engine,
         objective=args.objective)
     model_type = import_model_class(args.model) if args.model else VAE
+    if args.resume and (Path(args.out) / CHECKPOINT_NAME).is_file():
+        check_model_class(load_checkpoint(args.out), model_type, Path(args.out) / CHECKPOINT_NAME)
     pyro.set_rng_seed(args.seed)
     data = _load_data(args.data, args.data_root, args.seed, device)
     model = _build(model_type, dict(
@@ -573,7 +629,10 @@ def _evaluate(args: argparse.Namespace, device: torch.device, world: World) -> i
     k, ess = report["pareto_k"], report["ess"]
     print(f"  importance weights: Pareto k̂ median {_plain(k['median'], 2)}, max {_plain(k['max'], 2)}; "
           f"ESS median {_plain(ess['median'], 0)} of {args.iwae_samples}")
-    if flagged:
+    if flagged and report["pareto_k_threshold"] == 0:  # k̂ cannot be estimated from K <= 10
+        print(f"  * k̂ needs more than 10 samples per point (K={args.iwae_samples}), so no IWAE "
+              "error bar can be trusted; raise --iwae-samples above 10")
+    elif flagged:
         shown = report["flagged_points"][:FLAGGED_SHOWN]
         print(f"  * k̂ > {report['pareto_k_threshold']:.2f} on {flagged} of {report['num_points']} "
               f"points ({100 * report['flagged_share']:.1f}%): their IWAE error bars cannot be "
@@ -635,6 +694,7 @@ def run_compare(args: argparse.Namespace) -> int:
         comparison = compare_posteriors(model, x, config)
         table = comparison.table()
         atomic_write_text(out / "comparison.json", comparison.to_json() + "\n")
+        save_posterior_draws(comparison, out / POSTERIOR_DRAWS_NAME)  # explore needs both files
         atomic_write_text(out / "comparison.txt", table + "\n")
         image_shape = checkpoint.get("metadata", {}).get("image_shape")
         plot_posterior_comparison(comparison, model, x,
@@ -644,7 +704,6 @@ def run_compare(args: argparse.Namespace) -> int:
         plot_trace(idata, out / "trace.png")
         if model.latent_dim >= 2:
             plot_pair(idata, out / "pair.png", point=comparison.point_index[0])
-        save_posterior_draws(comparison, out / POSTERIOR_DRAWS_NAME)
     print(table)
     print(f"wrote {', '.join(str(out / name) for name in names)}")
     if not comparison.converged:
@@ -655,7 +714,7 @@ def run_compare(args: argparse.Namespace) -> int:
 
 def run_explore(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if out.suffix != ".html":
+    if out.suffix.lower() != ".html":
         raise ConfigError(f"--out must end in .html; got {out.name}")
     if not out.parent.is_dir():
         raise ConfigError(f"the folder {out.parent} does not exist; create it first")
@@ -667,7 +726,8 @@ def run_explore(args: argparse.Namespace) -> int:
     model, checkpoint = _load_model(args.checkpoint, device, args.model)
     x = _evaluation_points(checkpoint, "test", device)
     meta = checkpoint["metadata"]
-    labels = load_dataset(meta["data"], root=meta["data_root"], seed=meta["data_seed"]).test_y
+    labels = load_dataset(meta["data"], root=meta.get("data_root"),
+                          seed=meta.get("data_seed", 0)).test_y
     image_shape = meta.get("image_shape")
     if image_shape is None:
         raise ConfigError("the explorer shows images; this checkpoint's data are not images")
@@ -678,6 +738,19 @@ def run_explore(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What to make smaller when a command runs out of memory.
+MEMORY_ADVICE = {
+    "train": "a smaller --num-particles or --batch-size",
+    "sample": "a smaller --num-samples",
+    "evaluate": "smaller --elbo-samples and --iwae-samples",
+    "compare": "a smaller --num-points, --num-chains or --num-samples",
+    "explore": "a smaller --num-points",
+}
+#: Set to 1 to get the traceback of an error in the code of a --model class.
+DEBUG_VARIABLE = "PPL_VAE_DEBUG"
+#: Commands that write figures (with matplotlib's Agg backend).
+DRAWING_COMMANDS = ("train", "sample", "compare")
+
 COMMANDS = {"train": run_train, "sample": run_sample, "evaluate": run_evaluate,
             "compare": run_compare, "explore": run_explore}
 
@@ -687,7 +760,8 @@ def _is_out_of_memory(error: BaseException) -> bool:
     if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
         return True
     text = str(error)
-    return "can't allocate memory" in text or "out of memory" in text
+    return any(words in text for words in ("can't allocate memory", "out of memory",
+                                            "Storage size calculation overflowed"))
 
 
 def _one_line_warnings(command: str) -> Any:
@@ -701,7 +775,6 @@ def _one_line_warnings(command: str) -> Any:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``ppl-vae``; returns the exit status."""
-    matplotlib.use("Agg")  # the command line writes figures to files and never shows them
     try:
         args = build_parser().parse_args(argv)
     except _UsageError as error:
@@ -711,6 +784,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A title holding a path in a script the font lacks would print one warning per glyph.
         warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
         warnings.showwarning = _one_line_warnings(args.command)
+        if _REFUSED_BACKEND is not None and args.command in DRAWING_COMMANDS:
+            warnings.warn(f"MPLBACKEND={_REFUSED_BACKEND!r} is not a backend matplotlib knows; "
+                          "figures are drawn with Agg (the command line only writes files)",
+                          RuntimeWarning, stacklevel=1)
         return _run(args)
 
 
@@ -725,8 +802,7 @@ def _run(args: argparse.Namespace) -> int:
         if not _is_out_of_memory(error):
             raise
         print(f"ppl-vae {args.command}: error: ran out of memory while allocating a tensor; use "
-              "fewer samples or points, a smaller --batch-size, or a device with more memory",
-              file=sys.stderr)
+              f"{MEMORY_ADVICE[args.command]}, or a device with more memory", file=sys.stderr)
         return EXIT_ERROR
     except OSError as error:  # a read or write no narrower handler foresaw
         where = f" {error.filename}" if error.filename else ""
@@ -741,6 +817,36 @@ def _run(args: argparse.Namespace) -> int:
         print(f"ppl-vae {args.command}: interrupted by {signal.Signals(number).name}",
               file=sys.stderr)
         return 128 + number
+    except Exception as error:
+        where = _user_code_location(getattr(args, "model", None), error)
+        if where is None or os.environ.get(DEBUG_VARIABLE):
+            raise
+        text = error.msg if isinstance(error, SyntaxError) else str(error)
+        reason = (text.strip().splitlines() or [""])[0][:200]  # Pyro appends its trace below
+        print(f"ppl-vae {args.command}: error: {args.model} raised {type(error).__name__}"
+              f"{': ' + reason if reason else ''} ({where}); fix the class, or run again with "
+              f"{DEBUG_VARIABLE}=1 to see the traceback", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _user_code_location(model: str | None, error: BaseException) -> str | None:
+    """Where in the code of ``--model PACKAGE.MODULE:CLASS`` ``error`` arose, or None if not there.
+
+    The last frame of the traceback that runs in the user's package, or for a
+    syntax error the file it names.
+    """
+    if not model or ":" not in model or model.startswith("ppl_vae."):
+        return None
+    package = model.partition(":")[0].split(".")[0]
+    if isinstance(error, SyntaxError) and error.filename:
+        if package in Path(error.filename).with_suffix("").parts:
+            return f"syntax error at {Path(error.filename).name}:{error.lineno}"
+    frames = [(frame, line) for frame, line in traceback.walk_tb(error.__traceback__)
+              if frame.f_globals.get("__name__", "").split(".")[0] == package]
+    if not frames:
+        return None
+    frame, line = frames[-1]
+    return f"in {frame.f_code.co_name}() at {Path(frame.f_code.co_filename).name}:{line}"
 
 
 if __name__ == "__main__":  # through the console entry, which also turns SIGTERM into one line

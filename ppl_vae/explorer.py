@@ -23,8 +23,11 @@ says so.
 from __future__ import annotations
 
 import base64
+import io
 import json
+import math
 import os
+import zipfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,6 +40,7 @@ from torch import nn
 from ppl_vae.checkpoint import atomic_write, atomic_write_text
 from ppl_vae.errors import ConfigError, DataError
 from ppl_vae.models.networks import ACTIVATIONS
+from ppl_vae.safe_files import read_regular
 
 #: Test points embedded in the page by default: 500 MNIST digits are about 0.5 MB.
 DEFAULT_MAX_POINTS = 500
@@ -46,6 +50,13 @@ EXPLORER_DRAWS = 300
 
 #: The file :func:`save_posterior_draws` writes next to ``comparison.json``.
 POSTERIOR_DRAWS_NAME = "posterior_draws.npz"
+
+#: ``comparison.json`` of thousands of points is a few MiB; the draws are float32 per point.
+MAX_SUMMARY_BYTES = 256 * 2**20
+MAX_DRAWS_BYTES = 2**30
+_DRAWS_KEYS = ("point_index", "nuts", "qstar_loc", "qstar_scale")
+#: The per-point values of ``comparison.json`` the page shows.
+PER_POINT_SHOWN = ("encoder_elbo", "encoder_iwae", "local_gaussian_elbo", "log_px")
 
 _TEMPLATE = "explorer.html"
 _PAYLOAD_MARK = "__PPL_VAE_EXPLORER_PAYLOAD__"
@@ -115,31 +126,122 @@ def save_posterior_draws(comparison: Any, path: str | os.PathLike,
 def load_compare_results(folder: str | os.PathLike) -> CompareResults:
     """Read ``comparison.json`` and ``posterior_draws.npz`` from a ``ppl-vae compare`` folder.
 
+    Both files are checked as a checkpoint is: regular files of bounded size,
+    arrays of numbers of the shapes :func:`save_posterior_draws` writes, finite
+    values, per-point lists as long as the points. More draws per point than
+    :data:`EXPLORER_DRAWS` are thinned evenly.
+
     Raises
     ------
     ConfigError
-        If either file is missing or unreadable; the message says to run compare.
+        If either file is missing, unreadable or malformed; one line naming the
+        file and the problem, and saying to run compare again.
     """
     folder = Path(folder)
     summary_path, draws_path = folder / "comparison.json", folder / POSTERIOR_DRAWS_NAME
     for path in (summary_path, draws_path):
-        if not path.is_file():
+        if not os.path.lexists(path):
             raise ConfigError(f"no {path.name} in {folder}; run `ppl-vae compare --checkpoint RUN "
                               f"--out {folder}` first (this version writes both files)")
+    fix = f"run `ppl-vae compare --checkpoint RUN --out {folder}` again"
+    summary = _read_summary(summary_path, fix)
+    arrays = _read_draws(draws_path, fix)
     try:
-        summary = json.loads(summary_path.read_text())
-        with np.load(draws_path, allow_pickle=False) as arrays:
-            loaded = {key: arrays[key] for key in arrays.files}
-        nuts, index = loaded["nuts"], loaded["point_index"]
-    except (OSError, ValueError, KeyError) as error:
-        raise ConfigError(f"cannot read the compare results in {folder} ({error}); "
-                          "run `ppl-vae compare` again") from None
-    if nuts.ndim != 3 or len(index) != nuts.shape[0] or len(summary.get("point_index", [])) != len(index):
-        raise ConfigError(f"the files in {folder} do not agree with each other; "
-                          "run `ppl-vae compare` again")
-    return CompareResults(index.astype(np.int64), nuts.astype(np.float32),
-                          loaded.get("qstar_loc"), loaded.get("qstar_scale"),
-                          summary.get("per_point", {}), bool(summary.get("converged", True)))
+        return _checked_results(summary, arrays)
+    except ValueError as error:
+        raise ConfigError(f"the compare results in {folder} cannot be shown: {error}; {fix}") from None
+
+
+def _read_summary(path: Path, fix: str) -> dict[str, Any]:
+    """``comparison.json`` as a dictionary: no NaN or infinity, no nesting beyond Python's stack."""
+    text = read_regular(path, MAX_SUMMARY_BYTES, fix)
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not a number JSON allows")
+
+    try:
+        summary = json.loads(text, parse_constant=refuse)
+    except (ValueError, RecursionError) as error:
+        raise ConfigError(f"{path} is not valid JSON ({str(error)[:80] or 'nested too deeply'}); "
+                          f"{fix}") from None
+    if not isinstance(summary, dict):
+        raise ConfigError(f"{path} holds a {type(summary).__name__}, not a mapping; {fix}")
+    return summary
+
+
+def _read_draws(path: Path, fix: str) -> dict[str, np.ndarray]:
+    """The arrays of ``posterior_draws.npz``, none larger than the file allows once unpacked."""
+    data = read_regular(path, MAX_DRAWS_BYTES, fix)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            unpacked = sum(info.file_size for info in archive.zip.infolist())
+            if unpacked > MAX_DRAWS_BYTES:
+                raise ValueError(f"it unpacks to {unpacked / 2**20:.0f} MiB")
+            return {key: archive[key] for key in _DRAWS_KEYS if key in archive.files}
+    except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile) as error:
+        raise ConfigError(f"{path} is not an .npz archive of plain arrays ({str(error)[:80]}); "
+                          f"{fix}") from None
+
+
+def _checked_results(summary: dict[str, Any], arrays: dict[str, np.ndarray]) -> CompareResults:
+    """The results once every array and value has the type and shape the explorer draws."""
+    for key in ("point_index", "nuts"):
+        if key not in arrays:
+            raise ValueError(f"{POSTERIOR_DRAWS_NAME} holds no {key}")
+    index, nuts = arrays["point_index"], _finite(arrays["nuts"], "nuts", 3)
+    if index.ndim != 1 or index.dtype.kind not in "iu" or len(index) != len(nuts) or (index < 0).any():
+        raise ValueError(f"point_index should be {len(nuts)} non-negative integers, one per point")
+    if summary.get("point_index") != index.tolist():
+        raise ValueError("comparison.json and posterior_draws.npz name other points")
+    if nuts.shape[1] > EXPLORER_DRAWS:
+        nuts = nuts[:, np.linspace(0, nuts.shape[1] - 1, EXPLORER_DRAWS).round().astype(int)]
+    if ("qstar_loc" in arrays) != ("qstar_scale" in arrays):
+        raise ValueError("q* has a location without a scale, or a scale without a location")
+    qstar = [_finite(arrays[key], key, 2) if key in arrays else None
+             for key in ("qstar_loc", "qstar_scale")]
+    if qstar[0] is not None and not (qstar[0].shape == qstar[1].shape == (len(nuts), nuts.shape[2])
+                                     and (qstar[1] > 0).all()):
+        raise ValueError("q* should be a location and a positive scale per point and coordinate")
+    converged = summary.get("converged", True)
+    if not isinstance(converged, bool):
+        raise ValueError(f"converged is {converged!r}, not true or false")
+    return CompareResults(index.astype(np.int64), nuts, *qstar,
+                          _per_point(summary.get("per_point", {}), len(index)), converged)
+
+
+def _finite(array: np.ndarray, name: str, ndim: int) -> np.ndarray:
+    """``array`` as float32 if it is a finite real array of ``ndim`` non-empty dimensions."""
+    if array.dtype.kind not in "fiu" or array.ndim != ndim or 0 in array.shape:
+        raise ValueError(f"{name} should be a non-empty {ndim}-d array of numbers; it is "
+                         f"{array.dtype} of shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} holds NaN or infinite values")
+    return array.astype(np.float32)
+
+
+def _per_point(per_point: Any, count: int) -> dict[str, list[float | None]]:
+    """The per-point values the page shows, each a list of ``count`` numbers (None: not estimated)."""
+    if not isinstance(per_point, dict):
+        raise ValueError("per_point is not a mapping")
+    shown = {}
+    for key in PER_POINT_SHOWN:
+        values = per_point.get(key)
+        if values is None:
+            continue
+        if not (isinstance(values, list) and len(values) == count
+                and all(value is None or _is_finite_number(value) for value in values)):
+            raise ValueError(f"per_point's {key} should be {count} finite numbers, one per point")
+        shown[key] = [None if value is None else float(value) for value in values]
+    return shown
+
+
+def _is_finite_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float
+        return False
 
 
 def _b64(array: np.ndarray, dtype: str) -> str:
@@ -265,10 +367,10 @@ def _compare_payload(compare: CompareResults, dims: list[int], num_points: int,
         if compare.qstar_loc is not None:
             row["qstar_loc"] = compare.qstar_loc[k][dims].tolist()
             row["qstar_scale"] = compare.qstar_scale[k][dims].tolist()
-        for key in ("encoder_elbo", "encoder_iwae", "local_gaussian_elbo", "log_px"):
+        for key in PER_POINT_SHOWN:
             if key in per_point:
                 row[key] = per_point[key][k]
-        if "local_gaussian_elbo" in row and "log_px" in row:
+        if all(row.get(key) is not None for key in ("local_gaussian_elbo", "log_px", "encoder_elbo")):
             row["approximation_gap"] = row["log_px"] - row["local_gaussian_elbo"]
             row["amortization_gap"] = row["local_gaussian_elbo"] - row["encoder_elbo"]
         rows.append(row)

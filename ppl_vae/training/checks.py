@@ -90,6 +90,7 @@ def check_resume(checkpoint: dict[str, Any], epochs: int, fingerprint: dict[str,
         split = "training" if saved.get("train") != fingerprint["train"] else "test"
         then = checkpoint.get("metadata", {}).get("data", "unnamed data")
         now = (metadata or {}).get("data", "the data passed to train()")
+        _check_same_split(checkpoint.get("metadata", {}), metadata or {}, then)
         changed = " (its content changed since)" if then == now else ""
         raise CheckpointError(
             f"the {split} data differ from those the checkpoint was trained on: checkpoint from "
@@ -103,6 +104,16 @@ def check_resume(checkpoint: dict[str, Any], epochs: int, fingerprint: dict[str,
             f"{torch.get_num_threads()}: training continues correctly but not bit-identically to "
             f"an uninterrupted run; set OMP_NUM_THREADS={threads} for a bit-exact resume",
             RuntimeWarning, stacklevel=3)
+
+
+def _check_same_split(saved: dict[str, Any], current: dict[str, Any], data: str) -> None:
+    """Name the seed when the data differ because the same data set was split with another seed."""
+    then, now = saved.get("data_seed"), current.get("data_seed")
+    if saved.get("data") == current.get("data") and None not in (then, now) and then != now:
+        raise CheckpointError(
+            f"the checkpoint's run split {data} into training and test points with seed {then}, "
+            f"and this run splits it with seed {now}; resume with --seed {then}, or start a new "
+            "run (another --out folder, or --overwrite)")
 
 
 #: Optimizer settings that choose a kernel, not the update (None, True or False): a checkpoint

@@ -246,6 +246,7 @@ class _TrainingRun:
     result: TrainResult = field(default_factory=TrainResult)
     bar: Any = None
     started: float = 0.0
+    last_finite: _Snapshot | None = None
 
     def epoch(self, epoch: int, train_x: torch.Tensor, train_data: torch.Tensor,
               interrupted: EpochProgress | None, received: list[int]) -> tuple[float, float, int]:
@@ -261,6 +262,7 @@ class _TrainingRun:
             The last step's index.
         """
         config, num_train = self.config, train_x.shape[0]
+        self.last_finite = _Snapshot.take(self.model, self.optimizer, epoch)
         # An interrupted epoch replays its shuffle and binarization from the epoch's random state.
         epoch_rng = interrupted.epoch_rng_state if interrupted else rng_state()
         if interrupted:
@@ -354,7 +356,37 @@ class _TrainingRun:
         raise TrainingInterrupted(message, signal_number)
 
     def diverged(self, epoch: int, step: int) -> NoReturn:
-        _diverged(epoch, step, self.config, self.result)
+        """Put the last finite parameters and optimizer state back, then raise TrainingDivergedError."""
+        restored = None
+        if self.last_finite is not None:
+            self.last_finite.restore(self.model, self.optimizer)
+            restored = self.last_finite.epoch
+        _diverged(epoch, step, self.config, self.result, restored)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """Copies of a model's parameters and its optimizer's state, as they were at the start of an epoch."""
+
+    epoch: int
+    parameters: list[torch.Tensor]
+    optimizer_state: dict[torch.Tensor, dict[str, Any]]
+
+    @classmethod
+    def take(cls, model: torch.nn.Module, optimizer: torch.optim.Optimizer, epoch: int) -> _Snapshot:
+        with torch.no_grad():
+            return cls(epoch, [p.detach().clone() for p in model.parameters()],
+                       {p: {k: v.clone() if isinstance(v, torch.Tensor) else v
+                            for k, v in state.items()}
+                        for p, state in optimizer.state.items()})
+
+    def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        """Copy the values back in place: the caller's parameter objects stay the same objects."""
+        with torch.no_grad():
+            for parameter, saved in zip(model.parameters(), self.parameters):
+                parameter.copy_(saved)
+        optimizer.state.clear()
+        optimizer.state.update(self.optimizer_state)
 
 
 def _trainable(model: Any, guide: Any, train_x: torch.Tensor) -> ProbabilisticModel | PyroProgram:
@@ -385,8 +417,8 @@ def _output_folder(out_dir: str | os.PathLike | None, model: torch.nn.Module, re
 def _check_inputs(model: ProbabilisticModel | PyroProgram, x: torch.Tensor, name: str,
                   binarize_mode: str) -> None:
     if isinstance(model, PyroProgram):
+        check_device(x, model, name)  # first: a meta tensor has no values to check
         check_data(model, x, name)
-        check_device(x, model, name)
         if binarize_mode != "none":
             check_values(x, "bernoulli")
         return
@@ -400,13 +432,17 @@ def _parameters_finite(model: ProbabilisticModel) -> bool:
     return bool(torch.isfinite(torch.stack([p.detach().sum() for p in model.parameters()]).sum()))
 
 
-def _diverged(epoch: int, step: int, config: SVIConfig, result: TrainResult) -> None:
+def _diverged(epoch: int, step: int, config: SVIConfig, result: TrainResult,
+              restored: int | None) -> None:
     kept = (
         f"the last good checkpoint ({result.checkpoint_path}, epoch "
         f"{result.checkpoint_epoch}) is kept"
         if result.checkpoint_path is not None
         else "no checkpoint had been written yet"
     )
+    if restored is not None:
+        kept += (f"; the model's parameters are restored to their last finite values, those at "
+                 f"the start of epoch {restored + 1}")
     raise TrainingDivergedError(
         f"training diverged: the loss became NaN or infinite in epoch {epoch + 1} by step "
         f"{step + 1}; {kept}. Try a smaller learning rate (now {config.learning_rate:g}), "

@@ -21,6 +21,17 @@ goes through :func:`ppl_vae.checkpoint.atomic_write`, which asks
 named ``.NAME.TAG.tmp`` with a random tag stored in the manifest, and a later
 run deletes only temporaries with that tag.
 
+The folder's own files are data, never orders: every name the manifest lists,
+every file the run writes or deletes and the lock file are reached through
+:func:`ppl_vae.safe_files.member`, which accepts only a plain file name directly
+inside the folder and, before a deletion, nothing but a regular file standing
+there (a write renames over its path, which replaces a link without following
+it). The
+manifest is read only as a regular file of at most :data:`MAX_MANIFEST_BYTES`,
+its tag must be hexadecimal, and a lock file that is not a small regular file
+of ppl_vae's own (a link, a hard link, a pipe, a file with other content) is
+refused rather than truncated.
+
 A run that fails before it wrote anything leaves the folder as it found it:
 the lock file, the manifest and any folder it created are removed.
 """
@@ -33,8 +44,10 @@ import fcntl
 import functools
 import json
 import os
+import re
 import secrets
 import shutil
+import stat
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -45,6 +58,7 @@ import torch
 
 from ppl_vae.checkpoint import CHECKPOINT_NAME, atomic_write_text, temporary_name
 from ppl_vae.errors import ConfigError
+from ppl_vae.safe_files import member, name_problem, read_regular, remove_member
 
 #: One JSON line per epoch of a training run.
 METRICS_NAME = "metrics.jsonl"
@@ -54,6 +68,14 @@ MANIFEST_FORMAT = 1
 #: Files of a training folder written before manifests existed: adopted by --resume and
 #: --overwrite when the folder holds a checkpoint.pt and no manifest.
 LEGACY_TRAIN_FILES = (CHECKPOINT_NAME, "metrics.jsonl", "summary.json", "samples.png")
+
+#: A manifest lists a few file names; anything larger was not written by ppl_vae.
+MAX_MANIFEST_BYTES = 2**20
+#: A lock file holds one PID.
+MAX_LOCK_BYTES = 32
+#: What a run's temporary-file tag looks like (``secrets.token_hex(8)``).
+TAG_PATTERN = re.compile(r"[0-9a-f]{1,64}")
+_FIX = "choose another --out folder, or delete it if every file in the folder may be replaced"
 
 _HELD: dict[Path, RunFolder] = {}
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
@@ -93,12 +115,13 @@ class RunFolder:
     def check_names(self, names: Iterable[str]) -> None:
         """Refuse, in one line, to write any of ``names`` that exists but was not written by ppl_vae."""
         for name in names:
-            target = self.path / name
-            if name not in self.files and (target.exists() or target.is_symlink()):
+            if name in self.files or name_problem(name):
+                member(self.path, name, _FIX, to_delete=False)
+            elif os.path.lexists(self.path / name):
                 raise ConfigError(
-                    f"{target} was not written by ppl_vae, and ppl_vae never replaces or deletes "
-                    "files it did not write (not even with --overwrite); move it away, or choose "
-                    "another --out folder"
+                    f"{self.path / name} was not written by ppl_vae, and ppl_vae never replaces "
+                    "or deletes files it did not write (not even with --overwrite); move it away, "
+                    "or choose another --out folder"
                 )
 
     def claim(self, name: str) -> str:
@@ -120,7 +143,7 @@ class RunFolder:
                     if every_command or owner == self.owner]
         for name in previous:
             try:
-                (self.path / name).unlink(missing_ok=True)
+                remove_member(self.path, name, _FIX)
             except OSError as error:
                 raise ConfigError(
                     f"cannot remove {self.path / name} of the previous run ({error.strerror}); "
@@ -138,15 +161,19 @@ class RunFolder:
     def release(self, succeeded: bool) -> None:
         """Unlock; after a run that wrote nothing, leave the folder as it was found."""
         if not succeeded and not self.written and not self.files:
-            with contextlib.suppress(OSError):
-                (self.path / MANIFEST_NAME).unlink(missing_ok=True)
+            with contextlib.suppress(OSError, ConfigError):
+                remove_member(self.path, MANIFEST_NAME, _FIX)
             self._had_manifest = False
-        # Unlink while still holding the lock: a waiting process then finds a new file (see hold).
-        with contextlib.suppress(OSError):
-            (self.path / LOCK_NAME).unlink(missing_ok=True)
-        os.close(self._lock_fd)
+        _unlock(self.path, self._lock_fd)
         if not succeeded and not self.written:
             _remove_empty(self._created)
+
+
+def _unlock(path: Path, fd: int) -> None:
+    """Remove the lock file and close it; unlinking while still locked makes a waiter open a new one."""
+    with contextlib.suppress(OSError, ConfigError):
+        remove_member(path, LOCK_NAME, _FIX)
+    os.close(fd)
 
 
 def _remove_empty(folders: list[Path]) -> None:
@@ -159,23 +186,38 @@ def _remove_empty(folders: list[Path]) -> None:
 
 
 def _read_manifest(path: Path) -> dict[str, Any] | None:
+    """The folder's manifest, every name in it checked to be a plain file name; None if there is none."""
     manifest_path = path / MANIFEST_NAME
-    if not manifest_path.exists():
+    if not os.path.lexists(manifest_path):
         return None
+    fix = f"the list of files ppl_vae wrote there is damaged or not ppl_vae's; {_FIX}"
+    text = read_regular(manifest_path, MAX_MANIFEST_BYTES, fix)
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files = manifest["files"]
-        if not (isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                                for k, v in files.items())):
-            raise ValueError("files is not a mapping of names to commands")
-        if not isinstance(manifest.get("tag", ""), str):
-            raise ValueError("tag is not a string")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(
-            f"{manifest_path}, the list of files ppl_vae wrote there, cannot be read ({error}); "
-            "choose another --out folder, or delete it if every file in the folder may be replaced"
-        ) from None
+        manifest = json.loads(text)
+        problem = _manifest_problem(manifest)
+    except (ValueError, RecursionError) as error:
+        problem = f"it is not JSON ({str(error)[:80] or type(error).__name__})"
+    if problem is not None:
+        raise ConfigError(f"{manifest_path} cannot be read: {problem}; {fix}")
     return manifest
+
+
+def _manifest_problem(manifest: Any) -> str | None:
+    """What is wrong with a parsed manifest, or None."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        return "it is not a mapping with a mapping of files"
+    for name, owner in manifest["files"].items():
+        problem = name_problem(name)
+        if problem is None and name in (MANIFEST_NAME, LOCK_NAME):
+            problem = "is ppl_vae's own bookkeeping"
+        if problem is not None:
+            return f"it lists {str(name)[:80]!r}, which {problem}"
+        if not isinstance(owner, str):
+            return f"the command that wrote {name!r} is not a string"
+    tag = manifest.get("tag", "")
+    if not (tag == "" or (isinstance(tag, str) and TAG_PATTERN.fullmatch(tag))):
+        return f"its temporary-file tag {str(tag)[:40]!r} is not hexadecimal"
+    return None
 
 
 def _make_folder(path: Path) -> list[Path]:
@@ -193,7 +235,7 @@ def _lock(path: Path) -> int:
     """An open descriptor of ``path/.ppl_vae.lock`` holding an exclusive lock, the PID written in."""
     lock_path = path / LOCK_NAME
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = _open_lock_file(lock_path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:
@@ -206,16 +248,12 @@ def _lock(path: Path) -> int:
             os.close(fd)
             if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            try:
-                holder = lock_path.read_text().strip() or "unknown"
-            except OSError:
-                holder = "unknown"
             raise ConfigError(
-                f"{path} is in use by another ppl-vae run (process {holder}); wait for it to "
-                "finish or stop it, or choose another --out folder"
+                f"{path} is in use by another ppl-vae run (process {_holder(lock_path)}); wait "
+                "for it to finish or stop it, or choose another --out folder"
             ) from None
         try:
-            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+            same = os.fstat(fd).st_ino == os.lstat(lock_path).st_ino
         except FileNotFoundError:
             same = False
         if same:
@@ -224,6 +262,42 @@ def _lock(path: Path) -> int:
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+def _open_lock_file(lock_path: Path) -> int:
+    """Open (or create) the lock file, refusing one that ppl_vae cannot have written.
+
+    A link (symbolic or hard), a pipe or a file holding anything but a PID
+    would have another file truncated, or the run hang; none is opened for writing.
+    """
+    member(lock_path.parent, LOCK_NAME, _FIX)  # no link, folder or pipe stands there
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_CLOEXEC, 0o666)
+    except OSError as error:
+        if error.errno == errno.ELOOP:  # a link put there since
+            raise _not_a_lock(lock_path) from None
+        raise
+    info = os.fstat(fd)
+    if (stat.S_ISREG(info.st_mode) and info.st_nlink == 1 and info.st_size <= MAX_LOCK_BYTES
+            and (info.st_size == 0 or os.pread(fd, MAX_LOCK_BYTES, 0).strip().isdigit())):
+        return fd
+    os.close(fd)
+    raise _not_a_lock(lock_path)
+
+
+def _not_a_lock(lock_path: Path) -> ConfigError:
+    return ConfigError(
+        f"{lock_path} is not a lock file ppl_vae wrote (a link, a pipe or a file with other "
+        f"content), so ppl_vae leaves it alone; remove it if it is not yours, or {_FIX}")
+
+
+def _holder(lock_path: Path) -> str:
+    """The PID written in a held lock file, or "unknown"."""
+    try:
+        return read_regular(lock_path, MAX_LOCK_BYTES, _FIX).decode("ascii").strip() or "unknown"
+    except (ConfigError, UnicodeDecodeError):
+        return "unknown"
 
 
 def _open(path: Path, owner: str, names: Iterable[str], resume: bool, overwrite: bool) -> RunFolder:
@@ -237,24 +311,35 @@ def _open(path: Path, owner: str, names: Iterable[str], resume: bool, overwrite:
     try:
         manifest = _read_manifest(path)
         if manifest is None and (resume or overwrite) and owner == "train":
-            legacy = {name: owner for name in LEGACY_TRAIN_FILES if (path / name).is_file()}
+            legacy = {name: owner for name in LEGACY_TRAIN_FILES if _is_regular(path / name)}
             manifest = {"files": legacy} if CHECKPOINT_NAME in legacy else None
         folder = RunFolder(path, owner, fd, manifest, created)
         if manifest and manifest.get("tag"):  # temporaries of a run that was killed
-            for stale in path.glob(f".*.{manifest['tag']}.tmp"):
-                stale.unlink(missing_ok=True)
-        for stale in path.glob(f".{MANIFEST_NAME}.*.tmp"):  # ppl_vae's own name
-            stale.unlink(missing_ok=True)
+            _remove_regular(path.glob(f".*.{manifest['tag']}.tmp"))
+        _remove_regular(path.glob(f".{MANIFEST_NAME}.*.tmp"))  # ppl_vae's own name
         folder.check_names(names)
         if overwrite:
             folder.remove_previous(every_command=owner == "train")
     except BaseException:
-        with contextlib.suppress(OSError):
-            (path / LOCK_NAME).unlink(missing_ok=True)  # still locked: see RunFolder.release
-        os.close(fd)
+        _unlock(path, fd)
         _remove_empty(created)
         raise
     return folder
+
+
+def _is_regular(path: Path) -> bool:
+    """True for a regular file (not a link to one)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _remove_regular(paths: Iterable[Path]) -> None:
+    """Delete those of ``paths`` that are regular files; leave links, folders and pipes alone."""
+    for path in paths:
+        if _is_regular(path):
+            remove_member(path.parent, path.name, _FIX)
 
 
 @contextlib.contextmanager
