@@ -19,7 +19,7 @@ import pytest
 import torch
 from helpers.cli_runs import TINY
 
-from ppl_vae import VAE, SVIConfig, train
+from ppl_vae import VAE, SVIConfig, iwae, train
 from ppl_vae.checkpoint import content_digest, load_checkpoint, save_checkpoint
 from ppl_vae.cli import EXIT_ERROR, main
 from ppl_vae.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
@@ -458,3 +458,10 @@ def test_ux_a_checkpoint_without_its_checksum_says_it_is_unverified(capsys, tmp_
                  "--elbo-samples", "2", "--json"]) == 0
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no sha256 checksum" in err
+
+
+def test_13_iwae_on_meta_data_of_a_user_program_is_one_line():
+    model, guide = _program()
+    with pytest.raises(DataError, match="meta device") as raised:
+        iwae(model, torch.empty(6, 4, device="meta"), 10, guide=guide)
+    assert "\n" not in str(raised.value)

@@ -151,6 +151,9 @@ def check_data(model: Any, x: Any, where: str) -> None:
                         f"{type(x).__name__ if not isinstance(x, torch.Tensor) else tuple(x.shape)}")
     if not x.is_floating_point():
         raise DataError(f"{where} expects a floating-point tensor; got {x.dtype}. Convert it with x.float()")
+    if x.is_meta:
+        raise DataError(f"{where}: the data are on the meta device (shapes without values); "
+                        "load real values, e.g. x.to('cpu') after filling them")
     if not bool(torch.isfinite(x).all()):
         raise DataError(f"{where}: the data hold NaN or infinite values; remove or impute them")
 
