@@ -79,7 +79,8 @@ def main() -> None:
     report = {"hardware": {"cpu": platform.processor() or platform.machine(),
                            "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                            "device": str(device)},
-              "checkpoint": args.checkpoint, "num_points": len(x), "ais_config": asdict(config)}
+              "checkpoint": args.checkpoint, "num_points": len(x), "ais_config": asdict(config),
+              "bdmc_points": args.bdmc_points}
     if not args.skip_estimates:
         torch.manual_seed(0)
         elbo_estimate, elbo_seconds = _timed(lambda: elbo(model, x, 100), device)
