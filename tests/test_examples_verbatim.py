@@ -12,12 +12,14 @@ names the site and the fix.
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 import torch
+from _docs import ROOT
 from pyro.infer import config_enumerate
 from pyro_examples import cvae, prodlda, ss_vae_m2, vae
 
@@ -179,3 +181,20 @@ def test_m2_written_without_broadcasting_takes_the_slower_path(digits):
     # NUTS sums y out in parallel (an extra dimension of size 10), which these networks refuse.
     with pytest.raises(ConfigError, match="broadcast over leading dimensions"):
         sample_posterior(slow.model, x[:2], TINY_NUTS, guide=slow.guide)
+
+
+# ----- the page "What a program may and may not be" ------------------------------------------------
+
+def test_the_program_contract_page_runs(capsys):
+    """docs/program_contract.md: every refusal prints its one line, and every fix runs."""
+    page = (ROOT / "docs" / "program_contract.md").read_text()
+    namespace: dict = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for block in re.findall(r"```python\n(.*?)```", page, re.S):
+            exec(compile(block, "program_contract.md", "exec"), namespace)
+    printed = capsys.readouterr().out
+    for refusal in ("site 'shift' is not inside a plate", "latent site 'c'; mark it",
+                    "site 'x' is scaled by 10", "outside the support of the observed site 'x'"):
+        assert refusal in printed
+    assert sum(SLOWER_PATH in str(w.message) for w in caught) == 1  # the flattening network only
