@@ -171,10 +171,12 @@ class MCMCResult:
         return self.samples.shape[2]
 
     def to_inference_data(self) -> Any:
-        """An ArviZ ``InferenceData``: one variable per latent site, dims (chain, draw, point, ...)."""
+        """An ArviZ ``InferenceData``: one variable per latent site, named as the site, dims
+        (chain, draw, point, ...), the draws on each site's support."""
         from ppl_vae.evaluation.diagnostics import to_inference_data
 
-        return to_inference_data(self.sites if len(self.sites) > 1 else self.samples,
+        named = len(self.sites) > 1 or "z" not in self.sites  # a single site "z": the flat draws
+        return to_inference_data(self.sites if named else self.samples,
                                  self.sample_stats, self.point_index or list(range(self.num_points)))
 
 
