@@ -34,7 +34,7 @@ from ppl_vae.inference import (
     sample_posterior,
 )
 from ppl_vae.inference.defensive import defensive_mixture
-from ppl_vae.inference.program import inspect_program, to_constrained, to_unconstrained
+from ppl_vae.inference.program import LatentSite, inspect_program, to_constrained, to_unconstrained
 
 #: Allowed deviation in Monte Carlo standard errors (one-sided normal tail ~3e-6 per check).
 MC_Z = 4.5
@@ -244,3 +244,12 @@ def test_data_outside_an_observed_sites_support_is_refused():
                  lambda: sample_posterior(program.model, 2 * x, SHORT_NUTS, guide=program.guide)):
         with pytest.raises(DataError, match="outside the support of the observed site 'x'"):
             call()
+
+
+
+
+def test_a_support_without_a_bijection_is_refused_by_name():
+    """torch has no biject_to for lower-Cholesky factors: NUTS and the fits cannot sample one."""
+    site = LatentSite("factor", torch.Size([2, 2]), False, dist.constraints.lower_cholesky)
+    with pytest.raises(ConfigError, match="latent site 'factor' has the support .* biject_to cannot"):
+        site.free_shape

@@ -336,7 +336,7 @@ def _setup(model: Any, x: torch.Tensor, num_samples: int, guide: Any, where: str
                                 proper_prior=proper_prior)
     check_per_point(model, program, structure, x, where)
     direct = guide is None and not prior_proposal and has_direct_elbo(model, x)
-    per_point = max(x[0].numel(), structure.latent_numel, 1)
+    per_point = max(x[0].numel(), structure.constrained_numel, 1)
     return _Setup(program, proposal, structure, direct, per_point)
 
 

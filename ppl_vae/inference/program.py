@@ -90,7 +90,15 @@ class LatentSite:
         """Shape of one point's value in the unconstrained space, e.g. ``(k - 1,)`` for a k-simplex."""
         if is_real_support(self.support):
             return torch.Size(self.event_shape)
-        return torch.Size(biject_to(self.support).inverse_shape(self.event_shape))
+        try:
+            transform = biject_to(self.support)
+        except NotImplementedError:
+            raise ConfigError(
+                f"latent site {self.name!r} has the support {self.support}, which biject_to cannot "
+                "map from real vectors, so NUTS and the per-point fits cannot sample it; elbo and "
+                "iwae with a guide that samples it still apply"
+            ) from None
+        return torch.Size(transform.inverse_shape(self.event_shape))
 
     @property
     def free_numel(self) -> int:
