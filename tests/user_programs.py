@@ -235,3 +235,134 @@ def grid_log_marginal(log_joint, half_width: float = 5.0, step: float = 0.02):
     log_px = values.logsumexp(0) + 2 * math.log(step)
     weights = (values - values.logsumexp(0)).exp()
     return log_px, weights.T @ grid
+
+
+# ----- conjugate programs with constrained latent sites --------------------------------------
+
+@dataclass
+class ConjugateProgram:
+    """z_i ~ prior, x_i | z_i ~ likelihood, one constrained latent site per point, all in closed form.
+
+    Subclasses give the family of the prior and the posterior (the same), the
+    prior's parameters, the conjugate update and the likelihood. ``guide`` is
+    the exact posterior widened on purpose (its parameters divided by 1.5:
+    the same mean, a larger spread, heavier tails than the posterior's), so
+    importance weights are bounded but not constant; ``exact_guide`` is the
+    posterior itself (constant weights, equal to p(x)).
+    """
+
+    family = dist.Gamma
+    site = "z"
+
+    def prior_params(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def posterior_params(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        raise NotImplementedError
+
+    def likelihood(self, z: torch.Tensor, x: torch.Tensor) -> dist.TorchDistribution:
+        raise NotImplementedError
+
+    def prior(self, x: torch.Tensor) -> dist.TorchDistribution:
+        return self.family(*self.prior_params(x))
+
+    def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
+        """The exact p(z | x), batch shape (num_points,)."""
+        return self.family(*self.posterior_params(x))
+
+    def model(self, x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample(self.site, self.prior(x))
+            pyro.sample("x", self.likelihood(z, x), obs=x)
+
+    def guide(self, x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample(self.site, self.family(*(p / 1.5 for p in self.posterior_params(x))))
+
+    def exact_guide(self, x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample(self.site, self.posterior(x))
+
+    def log_marginal(self, x: torch.Tensor) -> torch.Tensor:
+        """log p(x) = log p(x | z) + log p(z) - log p(z | x), at any z (the posterior mean)."""
+        z = self.posterior(x).mean
+        return (self.likelihood(z, x).log_prob(x) + self.prior(x).log_prob(z)
+                - self.posterior(x).log_prob(z))
+
+    def sample(self, num_points: int, seed: int = 1) -> torch.Tensor:
+        like = torch.zeros(num_points, 1, dtype=DTYPE)
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            z = self.prior(like).expand([num_points]).sample()
+            return self.likelihood(z, like.expand(num_points, self.data_dim)).sample()
+
+
+@dataclass
+class GammaPoisson(ConjugateProgram):
+    """A rate per point, lam ~ Gamma(a, b); its row's counts x_ij ~ Poisson(lam).
+
+    Posterior Gamma(a + sum_j x_ij, b + m); evidence in closed form.
+    """
+
+    concentration: float = 2.0
+    rate: float = 1.0
+    data_dim: int = 5
+    family = dist.Gamma
+    site = "lam"
+
+    def prior_params(self, x):
+        return x.new_tensor(self.concentration), x.new_tensor(self.rate)
+
+    def posterior_params(self, x):
+        return self.concentration + x.sum(-1), self.rate + x.new_full(x.shape[:1], x.shape[-1])
+
+    def likelihood(self, z, x):
+        return dist.Poisson(z.unsqueeze(-1).expand(*z.shape, x.shape[-1])).to_event(1)
+
+
+@dataclass
+class BetaBernoulli(ConjugateProgram):
+    """A coin per point, p ~ Beta(a, b); its row's flips x_ij ~ Bernoulli(p).
+
+    Posterior Beta(a + heads, b + tails).
+    """
+
+    a: float = 2.0
+    b: float = 2.0
+    data_dim: int = 10
+    family = dist.Beta
+    site = "p"
+
+    def prior_params(self, x):
+        return x.new_tensor(self.a), x.new_tensor(self.b)
+
+    def posterior_params(self, x):
+        heads = x.sum(-1)
+        return self.a + heads, self.b + x.shape[-1] - heads
+
+    def likelihood(self, z, x):
+        return dist.Bernoulli(probs=z.unsqueeze(-1).expand(*z.shape, x.shape[-1])).to_event(1)
+
+
+@dataclass
+class DirichletMultinomial(ConjugateProgram):
+    """Proportions per point on the 3-simplex, theta ~ Dirichlet(alpha); counts x ~ Multinomial(n, theta).
+
+    Posterior Dirichlet(alpha + x): a latent with event shape (3,) and 2
+    unconstrained dimensions.
+    """
+
+    alpha: tuple[float, ...] = (1.5, 2.0, 2.5)
+    total_count: int = 10
+    data_dim: int = 3
+    family = dist.Dirichlet
+    site = "theta"
+
+    def prior_params(self, x):
+        return (x.new_tensor(self.alpha),)
+
+    def posterior_params(self, x):
+        return (x.new_tensor(self.alpha) + x,)
+
+    def likelihood(self, z, x):
+        return dist.Multinomial(self.total_count, probs=z)

@@ -36,10 +36,12 @@ from ppl_vae.errors import DataError
 from ppl_vae.inference.objectives import has_direct_elbo, likelihood_log_prob
 from ppl_vae.inference.program import (
     ProgramStructure,
+    check_observed_support,
     inspect_program,
     program_log_joint,
     program_log_terms,
     program_pair,
+    refuse_scaled,
     unflatten_latents,
 )
 from ppl_vae.inference.psis import is_reliable, trusted_stderr
@@ -158,6 +160,26 @@ def check_data(model: Any, x: Any, where: str) -> None:
         raise DataError(f"{where}: the data hold NaN or infinite values; remove or impute them")
 
 
+def check_per_point(model: Any, program: Callable[..., None], structure: ProgramStructure,
+                    x: torch.Tensor, where: str) -> None:
+    """What a per-point method needs of a program beyond :func:`inspect_program`, checked once per call.
+
+    No site scaled by ``poutine.scale`` (the scale of a subsampled data plate
+    is undone instead), and, for a program that is not a ppl_vae model (whose
+    own checks cover it), data inside the observed sites' supports.
+
+    Raises
+    ------
+    ConfigError
+        If a site is scaled.
+    DataError
+        If an observed value lies outside its site's support.
+    """
+    refuse_scaled(structure, where)
+    if not isinstance(model, ProbabilisticModel):
+        check_observed_support(program, x, where)
+
+
 def log_joint(model: Any, x: torch.Tensor, z: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
     """log p(x, z) per data point for given latent values, discrete latents summed out.
 
@@ -212,11 +234,11 @@ def log_density_terms(model: Any, guide: Callable[..., None] | None, x: torch.Te
     dict of str to Tensor, each shape (num_samples, batch)
         Keyed by site name (``"x"`` and ``"z"`` for ppl_vae models).
     """
-    program, guide = program_pair(model, guide)
-    structure = inspect_program(program, guide, x)
+    setup = _setup(model, x, num_samples, guide, "log_density_terms")
     with torch.no_grad(), pyro.validation_enabled(False):
-        terms = program_log_terms(program, guide, x, num_samples, structure)
-    if structure.enumerated:
+        terms = program_log_terms(setup.program, _row_guide(setup.guide, slice(None)), x, num_samples,
+                                  setup.structure, scaled=False)
+    if setup.structure.enumerated:
         return {"log_likelihood": terms.log_likelihood,
                 "latent": terms.log_weights - terms.log_likelihood}
     return terms.sites
@@ -230,7 +252,7 @@ def log_importance_weights(model: Any, guide: Callable[..., None] | None, x: tor
     ----------
     model : ProbabilisticModel or callable
     guide : callable, optional
-        The guide (default: the model object's).
+        The guide (default: the model object's), in any form :func:`elbo` takes.
     x : Tensor, shape (batch, data_dim)
     num_samples : int
         Number of samples K drawn in one vectorized pass.
@@ -239,10 +261,10 @@ def log_importance_weights(model: Any, guide: Callable[..., None] | None, x: tor
     -------
     Tensor, shape (num_samples, batch)
     """
-    program, guide = program_pair(model, guide)
-    structure = inspect_program(program, guide, x)
+    setup = _setup(model, x, num_samples, guide, "log_importance_weights")
     with torch.no_grad(), pyro.validation_enabled(False):
-        return program_log_terms(program, guide, x, num_samples, structure).log_weights
+        return program_log_terms(setup.program, _row_guide(setup.guide, slice(None)), x, num_samples,
+                                 setup.structure, scaled=False).log_weights
 
 
 @torch.no_grad()
@@ -286,6 +308,12 @@ def _row_guide(guide: Callable[..., None] | None, rows: slice) -> Callable[..., 
     return restrict(rows) if restrict is not None else guide
 
 
+def _guide_object(guide: Any) -> Any:
+    """A fitted per-point posterior passed as its ``guide`` method, as the object itself."""
+    owner = getattr(guide, "__self__", None)
+    return owner if hasattr(owner, "restrict") else guide
+
+
 def _guide_callable(guide: Any) -> Callable[..., None] | None:
     """A guide argument as a program: a per-point guide object's ``guide`` method, or itself."""
     if guide is None or not hasattr(guide, "restrict"):
@@ -306,6 +334,7 @@ def _setup(model: Any, x: torch.Tensor, num_samples: int, guide: Any, where: str
            prior_proposal: bool = False, proper_prior: bool = True) -> _Setup:
     check_data(model, x, where)
     check_positive_int(num_samples, "num_samples")
+    guide = _guide_object(guide)
     program, own_guide = program_pair(model, _guide_callable(guide))
     proposal = None if prior_proposal else (guide if guide is not None else own_guide)
     if not prior_proposal and proposal is None:
@@ -315,8 +344,9 @@ def _setup(model: Any, x: torch.Tensor, num_samples: int, guide: Any, where: str
     look = _row_guide(guide, slice(0, 2)) if hasattr(guide, "restrict") else own_guide
     structure = inspect_program(program, look, x, need_guide=not prior_proposal,
                                 proper_prior=proper_prior)
+    check_per_point(model, program, structure, x, where)
     direct = guide is None and not prior_proposal and has_direct_elbo(model, x)
-    per_point = max(x[0].numel(), structure.latent_numel, 1)
+    per_point = max(x[0].numel(), structure.constrained_numel, 1)
     return _Setup(program, proposal, structure, direct, per_point)
 
 
@@ -336,7 +366,7 @@ def _weights_of_rows(setup: _Setup, model: Any, batch: torch.Tensor,
     def traced(num_samples: int) -> torch.Tensor:
         with torch.no_grad(), pyro.validation_enabled(False):
             return program_log_terms(setup.program, guide, batch, num_samples,
-                                     setup.structure).log_weights
+                                     setup.structure, scaled=False).log_weights
 
     return traced
 
@@ -425,7 +455,8 @@ def elbo_terms(model: Any, x: torch.Tensor, num_samples: int = 1,
         running = {"reconstruction": RunningMean(), "kl": RunningMean()}
         for k in pieces:
             with torch.no_grad(), pyro.validation_enabled(False):
-                terms = program_log_terms(setup.program, row_guide, batch, k, setup.structure)
+                terms = program_log_terms(setup.program, row_guide, batch, k, setup.structure,
+                                          scaled=False)
             running["reconstruction"].update(terms.log_likelihood)
             latent = [term for name, term in terms.sites.items() if name not in setup.structure.observed]
             running["kl"].update(-sum(latent) if latent else terms.log_likelihood - terms.log_weights)

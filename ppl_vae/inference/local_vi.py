@@ -41,10 +41,11 @@ from pyro.infer import Trace_ELBO
 from torch import nn
 
 from ppl_vae.errors import DataError, TrainingDivergedError
-from ppl_vae.inference.importance import check_data
+from ppl_vae.inference.importance import check_data, check_per_point
 from ppl_vae.inference.objectives import has_direct_elbo
 from ppl_vae.inference.program import (
     ProgramStructure,
+    Unscaled,
     inspect_program,
     is_real_support,
     latent_moments,
@@ -242,8 +243,11 @@ def fit_point_posterior(model: ProbabilisticModel | Callable[..., None], x: torc
     check_data(model, x, "fit_point_posterior")
     pyro.set_rng_seed(seed)
     program, _ = program_pair(frozen_copy(model) if isinstance(model, nn.Module) else model)
-    nesting = posterior.structure.max_plate_nesting if posterior.structure is not None else 1
-    loss_fn = Trace_ELBO(num_particles=num_particles, vectorize_particles=True,
+    program = Unscaled()(program)  # one point's density, not a subsampled plate's scaled one
+    structure = posterior.structure
+    nesting = structure.max_plate_nesting if structure is not None else 1
+    loss_fn = Trace_ELBO(num_particles=num_particles,
+                         vectorize_particles=structure is None or structure.broadcasts,
                          max_plate_nesting=nesting).differentiable_loss
     parameters = list(posterior.parameters())
     optimizer = torch.optim.Adam(parameters, lr=learning_rate)
@@ -279,6 +283,7 @@ def _start(model: Any, x: torch.Tensor, guide: Any, seed: int
     check_data(model, x, "fitting a per-point posterior")
     program, own_guide = program_pair(model, guide)
     structure = inspect_program(program, own_guide, x, need_guide=False)
+    check_per_point(model, program, structure, x, "fitting a per-point posterior")
     if not structure.continuous:
         raise DataError("the model has no continuous latent site to fit a posterior to")
     if guide is None and has_direct_elbo(model, x) and callable(getattr(model, "encode", None)):

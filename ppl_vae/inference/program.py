@@ -26,7 +26,9 @@ from the programs' behaviour, by tracing them, whether a model may use them.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,8 @@ import torch
 from pyro import poutine
 from pyro.distributions.transforms import biject_to
 from pyro.distributions.util import scale_and_mask
+from pyro.infer.enum import config_enumerate
+from pyro.poutine.messenger import Messenger
 
 from ppl_vae.errors import ConfigError, DataError
 
@@ -62,16 +66,44 @@ class LatentSite:
     support : Constraint
         The distribution's support; continuous sites are sampled by NUTS in
         the unconstrained space ``biject_to(support)``.
+    enumerable : bool
+        The distribution has a finite support that can be summed over.
     """
 
     name: str
     event_shape: torch.Size
     enumerated: bool
     support: Any
+    enumerable: bool = False
+
+    @property
+    def discrete(self) -> bool:
+        return bool(self.support.is_discrete)
 
     @property
     def numel(self) -> int:
+        """Number of values of one point's draw on its support."""
         return math.prod(self.event_shape)
+
+    @property
+    def free_shape(self) -> torch.Size:
+        """Shape of one point's value in the unconstrained space, e.g. ``(k - 1,)`` for a k-simplex."""
+        if is_real_support(self.support):
+            return torch.Size(self.event_shape)
+        try:
+            transform = biject_to(self.support)
+        except NotImplementedError:
+            raise ConfigError(
+                f"latent site {self.name!r} has the support {self.support}, which biject_to cannot "
+                "map from real vectors, so NUTS and the per-point fits cannot sample it; elbo and "
+                "iwae with a guide that samples it still apply"
+            ) from None
+        return torch.Size(transform.inverse_shape(self.event_shape))
+
+    @property
+    def free_numel(self) -> int:
+        """Number of unconstrained coordinates of one point's draw (what NUTS samples)."""
+        return math.prod(self.free_shape)
 
 
 @dataclass(frozen=True)
@@ -92,6 +124,14 @@ class ProgramStructure:
         Sites the guide samples (auxiliary ones included).
     not_reparameterized : tuple of str
         Guide sites whose distribution has no ``rsample``.
+    scaled : tuple of (str, float)
+        Sites whose log-density the program scales beyond what a subsampled
+        plate implies (``poutine.scale``), with the scale (its largest value
+        for a tensor of scales); per-point methods refuse them
+        (:func:`refuse_scaled`).
+    broadcasts : bool
+        The programs run with an extra plate of samples at the left of their
+        own plates; where they do not, samples are drawn one pass at a time.
     """
 
     data_plate: str
@@ -100,6 +140,8 @@ class ProgramStructure:
     observed: tuple[str, ...]
     guide_sites: tuple[str, ...]
     not_reparameterized: tuple[str, ...] = ()
+    scaled: tuple[tuple[str, float], ...] = ()
+    broadcasts: bool = True
 
     @property
     def reparameterized(self) -> bool:
@@ -107,8 +149,8 @@ class ProgramStructure:
 
     @property
     def continuous(self) -> tuple[LatentSite, ...]:
-        """The latent sites that are not enumerated (sampled by the guide, or by NUTS)."""
-        return tuple(site for site in self.latent if not site.enumerated)
+        """The latent sites with a continuous support (sampled by the guide, or by NUTS)."""
+        return tuple(site for site in self.latent if not site.enumerated and not site.discrete)
 
     @property
     def enumerated(self) -> tuple[LatentSite, ...]:
@@ -116,7 +158,12 @@ class ProgramStructure:
 
     @property
     def latent_numel(self) -> int:
-        """Number of continuous latent values per point (the dimension NUTS samples)."""
+        """Number of unconstrained continuous latent values per point (the dimension NUTS samples)."""
+        return sum(site.free_numel for site in self.continuous)
+
+    @property
+    def constrained_numel(self) -> int:
+        """Number of continuous latent values per point on their supports (a k-simplex counts k)."""
         return sum(site.numel for site in self.continuous)
 
     @property
@@ -189,12 +236,20 @@ def _run(what: str, thunk: Callable[[], Any]) -> Any:
 
 
 def _find_data_plate(site: dict, batch: int) -> str | None:
-    frames = [f for f in site["cond_indep_stack"] if f.vectorized and f.name != PARTICLES]
+    frames = [f for f in site["cond_indep_stack"] if f.vectorized and f.name != PARTICLES
+              and _plate_size(f, site) == batch]
     for frame in frames:
-        if frame.name in DATA_PLATE_NAMES and frame.size == batch:
+        if frame.name in DATA_PLATE_NAMES:
             return frame.name
-    sized = [f for f in frames if f.size == batch]
-    return sized[-1].name if sized else None
+    return frames[-1].name if frames else None
+
+
+def _plate_size(frame: Any, site: dict) -> int:
+    """A plate's size; that of the site's batch dimension for a plate without one (``pyro.plate("data")``)."""
+    if frame.size != -1:
+        return frame.size
+    shape = site["fn"].batch_shape
+    return shape[frame.dim] if len(shape) >= -frame.dim else -1
 
 
 def inspect_program(model: Program, guide: Program | None, x: torch.Tensor,
@@ -276,7 +331,8 @@ def inspect_program(model: Program, guide: Program | None, x: torch.Tensor,
                 f"{[f.name for f in frames if f.name != plate]} inside the data plate; declare its "
                 "per-point dimensions as event dimensions (e.g. dist.Normal(...).to_event(1)) instead"
             )
-        latent.append(LatentSite(name, fn.event_shape, enumerated, fn.support))
+        latent.append(LatentSite(name, fn.event_shape, enumerated, fn.support,
+                                 bool(fn.has_enumerate_support)))
     if len(plates) != 1:
         raise ConfigError(
             f"the model's sites lie in different plates over the data points ({sorted(plates)}); "
@@ -294,7 +350,79 @@ def inspect_program(model: Program, guide: Program | None, x: torch.Tensor,
         )
     rigid = tuple(name for name, site in (_sample_sites(guide_trace) if guide_trace else ())
                   if not site["is_observed"] and not site["fn"].has_rsample)
-    return ProgramStructure(plates.pop(), nesting, tuple(latent), tuple(observed), guide_sites, rigid)
+    scaled = _scaled_sites(model_trace, guide_trace)
+    structure = ProgramStructure(plates.pop(), nesting, tuple(latent), tuple(observed), guide_sites,
+                                 rigid, scaled)
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(False), \
+            untouched_param_store():
+        broadcasts = _broadcasts(model, guide, rows, kwargs, structure)
+    if broadcasts:
+        return structure
+    warnings.warn(
+        "the model or guide does not run with an extra batch dimension at the left of all plates, "
+        "so ppl_vae draws its samples one pass at a time (slower, the same estimates). To "
+        "vectorize, make every site and network broadcast over leading dimensions (use "
+        "x.shape[-1], not x.view(-1, D); torch.cat([x.expand(*y.shape[:-1], -1), y], -1) "
+        "rather than torch.cat([x, y], -1))", stacklevel=2)
+    return dataclasses.replace(structure, broadcasts=False)
+
+
+def _broadcasts(model: Program, guide: Program | None, rows: torch.Tensor, kwargs: dict[str, Any],
+                structure: ProgramStructure) -> bool:
+    """Whether the programs run on ``rows`` with two samples under an extra plate at the left."""
+    try:
+        with pyro.plate(PARTICLES, 2, dim=structure.particle_dim):
+            if guide is not None:
+                guide_trace = _call(guide, rows, kwargs)
+                runnable = _enumerated(poutine.replay(model, trace=guide_trace), structure)
+            else:
+                runnable = model
+            _call(runnable, rows, kwargs)
+    except (RuntimeError, ValueError, IndexError, TypeError, KeyError, NotImplementedError):
+        return False
+    return True
+
+
+def _plate_scale(site: dict) -> float:
+    """The scale that subsampled plates give a site: the product of full size / size."""
+    scale = 1.0
+    for frame in site["cond_indep_stack"]:
+        if frame.full_size is not None and frame.size:
+            scale *= frame.full_size / frame.size
+    return scale
+
+
+def _scaled_sites(*traces: poutine.Trace | None) -> tuple[tuple[str, float], ...]:
+    """Sites whose scale is not that of their subsampled plates, with the scale (its extreme)."""
+    found = {}
+    for trace in traces:
+        for name, site in (_sample_sites(trace) if trace is not None else ()):
+            scale = torch.as_tensor(site["scale"], dtype=torch.float64) / _plate_scale(site)
+            extreme = float(scale.flatten()[(scale.flatten() - 1).abs().argmax()])
+            if abs(extreme - 1.0) > 1e-9:
+                found.setdefault(name, extreme)
+    return tuple(found.items())
+
+
+def refuse_scaled(structure: ProgramStructure, where: str) -> None:
+    """Refuse a program that scales a site's log-density (``poutine.scale``) in a per-point method.
+
+    The scale of a subsampled data plate (Pyro's minibatch idiom) is undone,
+    as the per-point log-densities are those of one point; any other scale
+    changes the model and is refused.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first scaled site and the fix.
+    """
+    if structure.scaled:
+        name, scale = structure.scaled[0]
+        raise ConfigError(
+            f"{where}: site {name!r} is scaled by {scale:g} (poutine.scale), so the program is not "
+            "a normalized p(x, z) and per-point log p(x) and posteriors are not defined; remove the "
+            "scale, or make it an argument of the model that defaults to 1 (ppl_vae calls model(x))"
+        )
 
 
 def _reduce_to_points(log_prob: torch.Tensor, site: dict, structure: ProgramStructure,
@@ -311,9 +439,10 @@ def _reduce_to_points(log_prob: torch.Tensor, site: dict, structure: ProgramStru
     return log_prob.sum(others) if others else log_prob
 
 
-def _site_log_prob(site: dict) -> torch.Tensor:
+def _site_log_prob(site: dict, scaled: bool = True) -> torch.Tensor:
+    """A site's log-density, masked, and scaled as the program scales it unless ``scaled`` is False."""
     log_prob = site["fn"].log_prob(site["value"])
-    return scale_and_mask(log_prob, site["scale"], site["mask"])
+    return scale_and_mask(log_prob, site["scale"] if scaled else 1.0, site["mask"])
 
 
 def _data_dim(trace: poutine.Trace, structure: ProgramStructure) -> int:
@@ -324,13 +453,14 @@ def _data_dim(trace: poutine.Trace, structure: ProgramStructure) -> int:
     raise ConfigError(f"no site lies in the data plate {structure.data_plate!r}")
 
 
-def _site_terms(trace: poutine.Trace, structure: ProgramStructure) -> dict[str, torch.Tensor]:
+def _site_terms(trace: poutine.Trace, structure: ProgramStructure,
+                scaled: bool = True) -> dict[str, torch.Tensor]:
     """Each sample site's log-density per (enumeration..., particle, point), computed once."""
     sites = dict(_sample_sites(trace))
     if not sites:  # e.g. the empty guide of a model whose latents are all enumerated
         return {}
     data_dim = _data_dim(trace, structure)
-    return {name: _reduce_to_points(_site_log_prob(site), site, structure, data_dim)
+    return {name: _reduce_to_points(_site_log_prob(site, scaled), site, structure, data_dim)
             for name, site in sites.items()}
 
 
@@ -353,6 +483,14 @@ def _enumerated(program: Program, structure: ProgramStructure) -> Program:
     if not structure.enumerated:
         return program
     return poutine.enum(program, first_available_dim=structure.particle_dim - 1)
+
+
+def _summed_out(program: Program, structure: ProgramStructure) -> Program:
+    """The program with every discrete latent site enumerated (the guide's ones too), for p(x, z)."""
+    if not any(site.discrete or site.enumerated for site in structure.latent):
+        return program
+    return poutine.enum(config_enumerate(program, "parallel"),
+                        first_available_dim=structure.particle_dim - 1)
 
 
 @dataclass
@@ -385,8 +523,8 @@ class LogDensityTerms:
 
 
 def program_log_terms(model: Program, guide: Program | None, x: torch.Tensor, num_samples: int,
-                      structure: ProgramStructure, kwargs: dict[str, Any] | None = None
-                      ) -> LogDensityTerms:
+                      structure: ProgramStructure, kwargs: dict[str, Any] | None = None, *,
+                      scaled: bool = True) -> LogDensityTerms:
     """K draws of every latent site per point, from the guide (or the prior when ``guide`` is None).
 
     Parameters
@@ -394,11 +532,15 @@ def program_log_terms(model: Program, guide: Program | None, x: torch.Tensor, nu
     model, guide : callable
     x : Tensor, shape (num_points, ...)
     num_samples : int
-        K, drawn in one pass under a plate at dim ``structure.particle_dim``.
+        K, drawn in one pass under a plate at dim ``structure.particle_dim``
+        (or in K passes when ``structure.broadcasts`` is False).
     structure : ProgramStructure
         From :func:`inspect_program`.
     kwargs : dict, optional
         Further keyword arguments of both programs.
+    scaled : bool
+        Keep the program's scales (``poutine.scale``, subsampled plates), as a
+        training objective does; per-point estimates pass False.
 
     Returns
     -------
@@ -407,28 +549,20 @@ def program_log_terms(model: Program, guide: Program | None, x: torch.Tensor, nu
     """
     kwargs = kwargs or {}
     shape = (num_samples, x.shape[0])
-    with pyro.plate(PARTICLES, num_samples, dim=structure.particle_dim):
-        if guide is not None:
-            guide_trace = _run("running the guide", lambda: _call(guide, x, kwargs))
-            replayed = poutine.replay(model, trace=guide_trace)
-        else:
-            guide_trace, replayed = None, model
-        # With the prior as proposal every latent is drawn from it, discrete ones included;
-        # otherwise the discrete latents the guide leaves out are summed over.
-        runnable = _enumerated(replayed, structure) if guide is not None else replayed
-        model_trace = _run("running the model", lambda: _call(runnable, x, kwargs))
-    model_terms = _site_terms(model_trace, structure)
+    if structure.broadcasts:
+        with pyro.plate(PARTICLES, num_samples, dim=structure.particle_dim):
+            model_terms, guide_terms, proposal_names = _pass_terms(model, guide, x, structure,
+                                                                   kwargs, scaled)
+    else:  # one pass per sample, each term (..., 1, points), joined along the particle dim
+        passes = [_pass_terms(model, guide, x, structure, kwargs, scaled) for _ in range(num_samples)]
+        model_terms, guide_terms = ({name: torch.cat([terms[i][name] for terms in passes], -2)
+                                     for name in passes[0][i]} for i in (0, 1))
+        proposal_names = passes[0][2]
     every = list(model_terms)
-    latent = [name for name in every if not model_trace.nodes[name]["is_observed"]]
+    latent = [name for name in every if name not in structure.observed]
     joint = _total(model_terms, every, x)
     observed = _total(model_terms, structure.observed, x)
-    if guide_trace is not None:
-        guide_terms = _site_terms(guide_trace, structure)
-        proposal = _total(guide_terms, [name for name in guide_terms
-                                        if not guide_trace.nodes[name]["is_observed"]], x)
-    else:
-        guide_terms = {}
-        proposal = _total(model_terms, latent, x)
+    proposal = _total(guide_terms, proposal_names, x) if guide is not None else _total(model_terms, latent, x)
     sites: dict[str, torch.Tensor] = {}
     if structure.enumerated and guide is not None:
         log_joint = _marginalize(joint)
@@ -446,34 +580,62 @@ def program_log_terms(model: Program, guide: Program | None, x: torch.Tensor, nu
                            log_likelihood.expand(shape), sites)
 
 
+def _pass_terms(model: Program, guide: Program | None, x: torch.Tensor, structure: ProgramStructure,
+                kwargs: dict[str, Any], scaled: bool
+                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[str]]:
+    """One run of the guide and the model: each site's log-density per point, and the guide's latent sites."""
+    if guide is not None:
+        guide_trace = _run("running the guide", lambda: _call(guide, x, kwargs))
+        # Discrete latents the guide leaves out are summed over.
+        runnable = _enumerated(poutine.replay(model, trace=guide_trace), structure)
+    else:
+        # With the prior as proposal every latent is drawn from it, discrete ones included.
+        guide_trace, runnable = None, model
+    model_trace = _run("running the model", lambda: _call(runnable, x, kwargs))
+    model_terms = _site_terms(model_trace, structure, scaled)
+    if guide_trace is None:
+        return model_terms, {}, []
+    guide_terms = _site_terms(guide_trace, structure, scaled)
+    return model_terms, guide_terms, [name for name in guide_terms
+                                      if not guide_trace.nodes[name]["is_observed"]]
+
+
 # ----- continuous latents as one flat vector per point (NUTS, local guides) ----------------
 
-def flatten_latents(values: dict[str, torch.Tensor], structure: ProgramStructure) -> torch.Tensor:
+def flatten_latents(values: dict[str, torch.Tensor], structure: ProgramStructure, *,
+                    free: bool = False) -> torch.Tensor:
     """Concatenate per-point site values into one vector per point.
 
     Parameters
     ----------
     values : dict of str to Tensor, each shape (..., num_points) + event_shape
+        On each site's support (or, with ``free``, of shape
+        ``(..., num_points) + site.free_shape``, unconstrained).
+    free : bool
+        The values are unconstrained.
 
     Returns
     -------
-    Tensor, shape (..., num_points, structure.latent_numel)
+    Tensor, shape (..., num_points, structure.constrained_numel)
+        Or ``structure.latent_numel`` with ``free``.
     """
     parts = []
     for site in structure.continuous:
         value = values[site.name]
-        lead = value.shape[:value.dim() - len(site.event_shape)]
-        parts.append(value.reshape(*lead, site.numel))
+        shape, numel = (site.free_shape, site.free_numel) if free else (site.event_shape, site.numel)
+        lead = value.shape[:value.dim() - len(shape)]
+        parts.append(value.reshape(*lead, numel))
     return torch.cat(parts, -1)
 
 
-def unflatten_latents(flat: torch.Tensor, structure: ProgramStructure) -> dict[str, torch.Tensor]:
+def unflatten_latents(flat: torch.Tensor, structure: ProgramStructure, *,
+                      free: bool = False) -> dict[str, torch.Tensor]:
     """The inverse of :func:`flatten_latents`: ``(..., P, D)`` -> ``{site: (..., P, *event)}``."""
     values, start = {}, 0
     for site in structure.continuous:
-        piece = flat[..., start:start + site.numel]
-        values[site.name] = piece.reshape(*flat.shape[:-1], *site.event_shape)
-        start += site.numel
+        shape, numel = (site.free_shape, site.free_numel) if free else (site.event_shape, site.numel)
+        values[site.name] = flat[..., start:start + numel].reshape(*flat.shape[:-1], *shape)
+        start += numel
     return values
 
 
@@ -488,39 +650,55 @@ def to_constrained(unconstrained: torch.Tensor, structure: ProgramStructure
                    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Map a flat unconstrained vector to each site's support.
 
+    Parameters
+    ----------
+    unconstrained : Tensor, shape (..., P, structure.latent_numel)
+
     Returns
     -------
     values : dict of str to Tensor, each shape (..., P) + event_shape
     log_abs_det_jacobian : Tensor, shape (..., P)
+        Of the map, summed over sites; for a simplex (k values from k - 1)
+        that of its first k - 1 coordinates, the ones its density is on.
     """
     values, log_det = {}, unconstrained.new_zeros(unconstrained.shape[:-1])
-    for name, value in unflatten_latents(unconstrained, structure).items():
-        site = next(s for s in structure.continuous if s.name == name)
+    free = unflatten_latents(unconstrained, structure, free=True)
+    for site in structure.continuous:
+        value = free[site.name]
         if is_real_support(site.support):
-            values[name] = value
+            values[site.name] = value
             continue
         transform = biject_to(site.support)
         constrained = transform(value)
         jacobian = transform.log_abs_det_jacobian(value, constrained)
         extra = jacobian.dim() - log_det.dim()
-        values[name] = constrained
+        values[site.name] = constrained
         log_det = log_det + (jacobian.reshape(*log_det.shape, -1).sum(-1) if extra > 0 else jacobian)
     return values, log_det
 
 
 def to_unconstrained(values: dict[str, torch.Tensor], structure: ProgramStructure) -> torch.Tensor:
-    """The inverse of :func:`to_constrained` (without the Jacobian), flattened."""
+    """The inverse of :func:`to_constrained` (without the Jacobian), flattened.
+
+    Returns
+    -------
+    Tensor, shape (..., P, structure.latent_numel)
+    """
     free = {}
     for site in structure.continuous:
         value = values[site.name]
         free[site.name] = value if is_real_support(site.support) else biject_to(site.support).inv(value)
-    return flatten_latents(free, structure)
+    return flatten_latents(free, structure, free=True)
 
 
 def program_log_joint(model: Program, x: torch.Tensor, latents: dict[str, torch.Tensor],
                       structure: ProgramStructure, kwargs: dict[str, Any] | None = None
                       ) -> torch.Tensor:
     """log sum_c p(x, z, c) per point, the continuous latents given, the discrete summed out.
+
+    Every discrete latent site is summed out exactly (also those the guide
+    samples), and the scales of subsampled plates are undone: the result is
+    one point's log-density.
 
     Parameters
     ----------
@@ -536,9 +714,9 @@ def program_log_joint(model: Program, x: torch.Tensor, latents: dict[str, torch.
     Tensor, shape (num_points,)
     """
     kwargs = kwargs or {}
-    conditioned = _enumerated(poutine.condition(model, data=latents), structure)
+    conditioned = _summed_out(poutine.condition(model, data=latents), structure)
     trace = _run("running the model", lambda: _call(conditioned, x, kwargs))
-    terms = _site_terms(trace, structure)
+    terms = _site_terms(trace, structure, scaled=False)
     return _marginalize(_total(terms, list(terms), x))[0]
 
 
@@ -566,12 +744,80 @@ def program_log_prior_and_joint(model: Program, x: torch.Tensor, latents: dict[s
     log_prior, log_joint : Tensor, each shape (num_points,)
     """
     kwargs = kwargs or {}
-    conditioned = _enumerated(poutine.condition(model, data=latents), structure)
+    conditioned = _summed_out(poutine.condition(model, data=latents), structure)
     trace = _run("running the model", lambda: _call(conditioned, x, kwargs))
-    terms = _site_terms(trace, structure)
+    terms = _site_terms(trace, structure, scaled=False)
     latent = [name for name in terms if name not in structure.observed]
     return (_marginalize(_total(terms, latent, x))[0],
             _marginalize(_total(terms, list(terms), x))[0])
+
+
+def _unvalidated(fn: Any) -> bool:
+    """Whether a distribution (or one it wraps) was built with ``validate_args=False`` on purpose.
+
+    Pyro's own examples score grey pixels under a Bernoulli that way (a
+    relaxed likelihood); the argument is stored on the instance only when given.
+    """
+    while fn is not None:
+        if vars(fn).get("_validate_args") is False:
+            return True
+        fn = getattr(fn, "base_dist", None)
+    return False
+
+
+class Unscaled(Messenger):
+    """Run a program with every sample site unscaled (subsampled plates, ``poutine.scale``)."""
+
+    def _process_message(self, msg: dict) -> None:
+        if msg["type"] == "sample":
+            msg["scale"] = 1.0
+
+
+def check_observed_support(model: Program, x: torch.Tensor, where: str,
+                           kwargs: dict[str, Any] | None = None) -> None:
+    """Check the data against the supports of the model's observed sites, in one run of the model.
+
+    The latents are drawn from the prior; only the observed values are checked,
+    except at sites whose distribution was built with ``validate_args=False``
+    (the program's own statement that it scores values off the support).
+
+    Raises
+    ------
+    DataError
+        Naming the first observed site whose value lies outside its
+        distribution's support, how many points do, and the first of them.
+    """
+    kwargs = kwargs or {}
+    devices = [x.device] if x.device.type == "cuda" else []
+    # With validation on, a distribution built with validate_args=False is the only one that
+    # says False (an expanded one copies the default); a program that fails its own validation
+    # is left to the methods, which run it without.
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(True), \
+            untouched_param_store():
+        try:
+            trace = _call(model, x, kwargs)
+        except (RuntimeError, ValueError, IndexError, TypeError, KeyError, NotImplementedError):
+            return
+        for name, site in _sample_sites(trace):
+            if not site["is_observed"]:
+                continue
+            fn = site["fn"]
+            if _unvalidated(fn):
+                continue
+            inside = fn.support.check(site["value"])
+            if bool(inside.all()):
+                continue
+            outside = ~inside.expand(site["value"].shape[:site["value"].dim() - fn.event_dim])
+            base = fn
+            while hasattr(base, "base_dist"):
+                base = base.base_dist
+            raise DataError(
+                f"{where}: the data lie outside the support of the observed site {name!r} "
+                f"({type(base).__name__}, support {base.support}) for {int(outside.sum())} point(s) (the first "
+                f"at index {tuple(outside.nonzero()[0].tolist())}); "
+                "transform the data to the likelihood's support (e.g. binarize for a Bernoulli) "
+                "or choose a likelihood whose support holds them"
+            )
 
 
 #: Draws per point from which :func:`latent_moments` takes its mean and spread.
@@ -598,12 +844,18 @@ def latent_moments(model: Program, guide: Program | None, x: torch.Tensor,
     with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(False), \
             untouched_param_store():
         torch.manual_seed(seed)
-        with pyro.plate(PARTICLES, MOMENT_DRAWS, dim=structure.particle_dim):
-            trace = _run("running the guide", lambda: _call(source, x, {}))
-        exact = _single_normal_site(trace, structure)
-        if exact is not None:
-            return exact
-        values = {site.name: trace.nodes[site.name]["value"] for site in structure.continuous}
+        if structure.broadcasts:
+            with pyro.plate(PARTICLES, MOMENT_DRAWS, dim=structure.particle_dim):
+                trace = _run("running the guide", lambda: _call(source, x, {}))
+            exact = _single_normal_site(trace, structure)
+            if exact is not None:
+                return exact
+            values = {site.name: trace.nodes[site.name]["value"] for site in structure.continuous}
+        else:  # one draw per pass
+            traces = [_run("running the guide", lambda: _call(source, x, {}))
+                      for _ in range(MOMENT_DRAWS)]
+            values = {site.name: torch.stack([trace.nodes[site.name]["value"] for trace in traces])
+                      for site in structure.continuous}
         draws = to_unconstrained(values, structure).reshape(MOMENT_DRAWS, len(x), -1)
     return draws.mean(0), draws.std(0).clamp_min(1e-3)
 

@@ -53,7 +53,7 @@ import torch
 from pyro.infer.mcmc import NUTS
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.importance import check_data
+from ppl_vae.inference.importance import check_data, check_per_point
 from ppl_vae.inference.mcmc.batched_nuts import batched_nuts
 from ppl_vae.inference.objectives import has_direct_elbo
 from ppl_vae.inference.program import (
@@ -171,10 +171,12 @@ class MCMCResult:
         return self.samples.shape[2]
 
     def to_inference_data(self) -> Any:
-        """An ArviZ ``InferenceData``: one variable per latent site, dims (chain, draw, point, ...)."""
+        """An ArviZ ``InferenceData``: one variable per latent site, named as the site, dims
+        (chain, draw, point, ...), the draws on each site's support."""
         from ppl_vae.evaluation.diagnostics import to_inference_data
 
-        return to_inference_data(self.sites if len(self.sites) > 1 else self.samples,
+        named = len(self.sites) > 1 or "z" not in self.sites  # a single site "z": the flat draws
+        return to_inference_data(self.sites if named else self.samples,
                                  self.sample_stats, self.point_index or list(range(self.num_points)))
 
 
@@ -411,9 +413,16 @@ def sample_posterior(model: Any, x: torch.Tensor, config: NUTSConfig = NUTSConfi
     check_data(model, x, "sample_posterior")
     program, own_guide = program_pair(model, guide)
     structure = inspect_program(program, own_guide, x, need_guide=False)
+    check_per_point(model, program, structure, x, "sample_posterior")
     if not structure.continuous:
         raise ConfigError("the model has no continuous latent site to sample; its enumerated "
                           "discrete latents have an exact posterior (e.g. GaussianMixture.posterior)")
+    infinite = [site.name for site in structure.latent if site.discrete and not site.enumerable]
+    if infinite:
+        raise ConfigError(
+            f"sample_posterior: the discrete latent site {infinite[0]!r} has no finite support to "
+            "sum out, and NUTS samples only continuous sites; give it a finite support (e.g. "
+            "Categorical) or estimate log p(x) with iwae, whose guide may sample it")
     if structure.latent_numel > RECOMMENDED_MAX_LATENT_DIM:
         warnings.warn(
             f"NUTS on {structure.latent_numel} latent dimensions per point is slow; it is recommended "
