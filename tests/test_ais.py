@@ -102,7 +102,8 @@ GAMMA_SHAPE, GAMMA_RATE, COUNTS_PER_POINT = 2.0, 1.0, 4
 def _gamma_poisson(x):
     with pyro.plate("data", x.shape[0]):
         rate = pyro.sample("rate", dist.Gamma(x.new_tensor(GAMMA_SHAPE), x.new_tensor(GAMMA_RATE)))
-        pyro.sample("x", dist.Poisson(rate.unsqueeze(-1).expand(x.shape)).to_event(1), obs=x)
+        pyro.sample("x", dist.Poisson(rate.unsqueeze(-1).expand(*rate.shape, x.shape[-1])).to_event(1),
+                    obs=x)
 
 
 def _gamma_poisson_guide(x):

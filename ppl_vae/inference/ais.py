@@ -44,11 +44,10 @@ import torch
 from pyro import poutine
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.importance import Estimate, check_data
+from ppl_vae.inference.importance import Estimate, check_data, check_per_point
 from ppl_vae.inference.mcmc.api import Target, _frozen, _starting_region
 from ppl_vae.inference.objectives import has_direct_elbo, likelihood_log_prob
 from ppl_vae.inference.program import (
-    PARTICLES,
     ProgramStructure,
     inspect_program,
     program_log_prior_and_joint,
@@ -390,6 +389,7 @@ def _setup(model: object, x: torch.Tensor, guide: object, config: AISConfig, whe
         raise ConfigError(f"{where} with initial='guide' needs a guide: pass guide=..., or "
                           "initial='prior' to anneal from the prior")
     structure = inspect_program(program, own_guide, x, need_guide=False)
+    check_per_point(model, program, structure, x, where)
     if not structure.continuous:
         raise ConfigError(f"{where}: the model has no continuous latent site; its log p(x) is "
                           "exact by enumeration (iwae with any K gives it)")
@@ -420,18 +420,26 @@ def _start(problem: _Problem, structure: ProgramStructure, config: AISConfig,
 
 def _prior_draws(target: Target, x: torch.Tensor, structure: ProgramStructure, num_chains: int,
                  seed: int) -> torch.Tensor:
-    """``num_chains`` draws per point of the continuous latents from the model's prior, unconstrained."""
+    """``num_chains`` draws per point of the continuous latents from the model's prior, unconstrained.
+
+    The program runs on ``num_chains`` chain-major copies of the rows (no
+    extra plate), so programs that do not broadcast are drawn from too.
+
+    Returns
+    -------
+    Tensor, shape (num_chains * num_points, latent_dim)
+    """
+    rows = _repeat_rows(x, num_chains)
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.no_grad(), untouched_param_store():
         torch.manual_seed(seed)
         if target.direct:
-            return target.model.prior(x).sample((num_chains,)).reshape(num_chains * len(x), -1)
+            return target.model.prior(rows).sample()
         program, _ = program_pair(target.model)
-        with pyro.validation_enabled(False), pyro.plate(PARTICLES, num_chains, dim=structure.particle_dim):
-            trace = poutine.trace(program).get_trace(x)
+        with pyro.validation_enabled(False):
+            trace = poutine.trace(program).get_trace(rows)
         values = {site.name: trace.nodes[site.name]["value"] for site in structure.continuous}
-        free = to_unconstrained(values, structure)  # (..., num_chains, num_points, dim) up to size-1 dims
-        return free.reshape(num_chains, len(x), -1).reshape(num_chains * len(x), -1)
+        return to_unconstrained(values, structure).reshape(len(rows), -1)
 
 
 def _estimate(log_weights: list[torch.Tensor], dtype: torch.dtype, negate: bool = False) -> Estimate:
