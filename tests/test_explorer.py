@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _browser import RequestLog
+from _browser import RequestLog, keep_screenshot
 
 from ppl_vae.cli import EXIT_ERROR, main
 from ppl_vae.errors import ConfigError
@@ -392,7 +392,7 @@ def test_canvases_are_sharp_at_device_pixel_ratio_2(chromium, explored):
     target = isolated_compared_point(tab)
     tab.mouse.click(*plane_point(tab, tab.evaluate(f"window.explorer.payload.points.loc[{target}]")))
     assert tab.evaluate("window.explorer.state.selected") == target and ellipse_pixels(tab) > 400
-    keep_screenshot(tab, "explorer_dpr2.png")
+    keep_screenshot(tab, "explorer_dpr2.png", full_page=True)
     assert tab.errors == []
     context.close()
 
@@ -409,7 +409,7 @@ def test_the_page_fits_a_phone_and_follows_a_finger(chromium, explored):
                                atol=0.1)
     assert ink(tab, "#interp") > 10 * MIN_INK_PIXELS
     assert tab.evaluate("window.explorer.state.selected") is None  # a drag is not a tap
-    keep_screenshot(tab, "explorer_phone.png")
+    keep_screenshot(tab, "explorer_phone.png", full_page=True)
     assert tab.errors == []
     context.close()
 
@@ -501,15 +501,6 @@ def test_a_larger_latent_shows_the_reconstruction_and_a_choice_of_coordinates(ch
     assert "No compare results" in tab.inner_text("#gapnote") and tab.locator("#gapnote code").count() == 2
     key = tab.inner_text("#key")
     assert "q*" not in key and "NUTS" not in key
-    keep_screenshot(tab, "explorer_latent4.png")
+    keep_screenshot(tab, "explorer_latent4.png", full_page=True)
     assert tab.errors == []
     context.close()
-
-
-def keep_screenshot(tab, name: str) -> None:
-    import os
-
-    folder = os.environ.get("PPL_VAE_ARTIFACTS")
-    if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        tab.screenshot(path=str(Path(folder) / name), full_page=True)
