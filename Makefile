@@ -1,6 +1,6 @@
 # Two commands for a newcomer: `make demo` and `make test`.
 # Both create .venv on first use: the CPU build of torch, then this project.
-# GPU users: see "Installing" in the README (TORCH=... selects another torch).
+# GPU users: see "Install" in docs/getting_started.md (TORCH=... selects another torch).
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -55,14 +55,16 @@ SPHINX := $(PYTHON) -m sphinx -b html -W --keep-going
 ## The documentation site in docs/_build/html: every tutorial executed at full size
 ## (about 11 minutes on 2 cores the first time; unchanged tutorials come from the cache).
 docs: $(STAMP)
+	$(PYTHON) docs/_ext/figures.py
 	$(SPHINX) docs $(DOCS_BUILD)/html -d $(DOCS_BUILD)/doctrees
 	@echo "open $(DOCS_BUILD)/html/index.html"
 
 ## The same site with the tutorials in smoke mode (seconds each), in its own folder.
 docs-smoke: $(STAMP)
+	$(PYTHON) docs/_ext/figures.py
 	PPL_VAE_SMOKE=1 $(SPHINX) docs $(DOCS_BUILD)/smoke/html -d $(DOCS_BUILD)/smoke/doctrees
 	@echo "open $(DOCS_BUILD)/smoke/html/index.html"
 
 ## Forget the built site and the executed-notebook cache (every tutorial runs again).
 docs-clean:
-	rm -rf $(DOCS_BUILD) docs/api
+	rm -rf $(DOCS_BUILD) docs/api docs/cli_reference.md

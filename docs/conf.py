@@ -9,6 +9,7 @@ lives there too), never into ``docs/_build/html``.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -26,22 +27,30 @@ author = "the ppl_vae authors"
 copyright = "ppl_vae authors, MIT licence"
 release = version = ppl_vae.__version__
 
+#: ``PPL_VAE_SMOKE=1``: the tutorials run at toy size, and every page says so.
+SMOKE = os.environ.get("PPL_VAE_SMOKE") == "1"
+
 extensions = [
     "myst_nb",
     "numpydoc",
     "sphinx_design",
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
+    "sphinx_copybutton",
+    "offline_math",
     "tutorial_notebooks",
     "api_pages",
+    "cli_reference",
+    "figures",
 ]
 
 # ----- sources -------------------------------------------------------------------------------
 # docs/tutorials is a link to tutorials/: the scripts there are the pages.
-exclude_patterns = ["_build", "_ext", "conf.py", "tutorials/outputs", "tutorials/README.md",
+exclude_patterns = ["_build", "_ext", "_templates", "_static", "conf.py", "tutorials/outputs", "tutorials/README.md",
                     "**/__pycache__", "**.ipynb_checkpoints"]
 nb_custom_formats = {".py": ["tutorial_notebooks.read_tutorial", {}]}
-myst_enable_extensions = ["colon_fence", "deflist"]  # no math: MathJax would come from a CDN
+# $...$ and $$...$$ are math, rendered by the MathJax copy inside the site (_ext/offline_math.py).
+myst_enable_extensions = ["colon_fence", "deflist", "dollarmath", "amsmath"]
 myst_heading_anchors = 3
 
 # ----- execution --------------------------------------------------------------------------------
@@ -82,11 +91,24 @@ numpydoc_validation_checks: set[str] = set()
 # ----- HTML ---------------------------------------------------------------------------------------
 html_theme = "pydata_sphinx_theme"
 html_title = "ppl_vae"
+templates_path = ["_templates"]
+html_static_path = ["_static"]
+html_css_files = ["ppl_vae.css"]
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
+    "navbar_start": ["navbar-logo", "version"],
+    "header_links_before_dropdown": 7,
+    "navbar_persistent": ["search-button"],     # the icon: the navbar stays one row at 1400 px
+    "secondary_sidebar_items": ["page-toc", "tutorial-downloads", "sourcelink"],
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
-html_static_path: list[str] = []
+if SMOKE:
+    html_theme_options["announcement"] = (
+        "Smoke build: the tutorials ran at toy size (PPL_VAE_SMOKE=1), so their numbers and "
+        "figures are not the real results. <code>make docs</code> builds the real site.")
+# A left sidebar only where it lists something: the tutorials and the API reference have
+# pages to move between; the top-level pages (docs/*.md) get the full width.
+html_sidebars = {page: [] for page in {path.stem for path in HERE.glob("*.md")} | {"cli_reference"}}
 html_last_updated_fmt = None

@@ -24,6 +24,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     ------
     ConfigError
         For an unknown name, or CUDA asked for on a machine without it.
+
+    Examples
+    --------
+    >>> from ppl_vae import resolve_device
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    >>> resolve_device("auto").type in ("cpu", "cuda")
+    True
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -348,9 +348,32 @@ def explorer_payload(model: Any, x: torch.Tensor, *, labels: torch.Tensor | None
         },
         "compare": None,
     }
+    if model.latent_dim > 2:
+        payload["coordinates"] = coordinate_choice(loc, scale)
     if compare is not None:
         payload["compare"] = _compare_payload(compare, dims, len(x), model.latent_dim)
     return payload
+
+
+def coordinate_choice(loc: torch.Tensor, scale: torch.Tensor) -> dict[str, Any]:
+    """What the page needs to show any two latent coordinates and each digit's reconstruction.
+
+    Parameters
+    ----------
+    loc, scale : Tensor, shape (num_points, latent_dim)
+        The encoder's q(z | x) of the shown points.
+
+    Returns
+    -------
+    dict
+        ``loc`` and ``scale``: every coordinate of every point (base64 float32, row-major
+        (num_points, latent_dim)); ``kl``: KL(q(z_j | x) || N(0, 1)) of each coordinate j,
+        averaged over the points, (mu_j^2 + sigma_j^2 - 1) / 2 - log sigma_j, for the
+        page's choice of coordinates (largest first).
+    """
+    kl = (0.5 * (loc**2 + scale**2 - 1) - scale.log()).mean(0)
+    return {"loc": _b64(loc.numpy(), "<f4"), "scale": _b64(scale.numpy(), "<f4"),
+            "kl": [round(float(value), 4) for value in kl]}
 
 
 def _compare_payload(compare: CompareResults, dims: list[int], num_points: int,
@@ -402,6 +425,13 @@ def write_explorer(model: Any, x: torch.Tensor, path: str | os.PathLike, **optio
     -------
     int
         The size of the page in bytes.
+
+    Examples
+    --------
+    >>> from ppl_vae import VAE, load_dataset
+    >>> from ppl_vae.explorer import write_explorer
+    >>> vae = VAE(data_dim=64, latent_dim=2, hidden_dims=(32,))
+    >>> size = write_explorer(vae, load_dataset("digits").test_x, "explorer.html")  # doctest: +SKIP
     """
     html = render_explorer(explorer_payload(model, x, **options))
     atomic_write_text(path, html)

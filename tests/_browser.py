@@ -72,3 +72,12 @@ class RequestLog:
     @property
     def foreign(self) -> list[str]:
         return [url for url in self.urls if not self.allowed(url)]
+
+
+def keep_screenshot(tab, name: str, full_page: bool = False) -> None:
+    """Save a screenshot of ``tab`` as ``name`` under ``$PPL_VAE_ARTIFACTS``, when that is set
+    (CI, or a person who wants to look at what the tests saw)."""
+    folder = os.environ.get("PPL_VAE_ARTIFACTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(Path(folder) / name), full_page=full_page)

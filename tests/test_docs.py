@@ -62,12 +62,14 @@ def test_a_broken_reference_to_the_package_fails_the_build(tmp_path):
     source = tmp_path / "src"
     source.mkdir()
     shutil.copy(ROOT / "docs" / "conf.py", source / "conf.py")
-    shutil.copytree(ROOT / "docs" / "_ext", source / "_ext")
+    for folder in ("_ext", "_templates", "_static"):
+        shutil.copytree(ROOT / "docs" / folder, source / folder)
     (source / "index.md").write_text(
         "# Check\n\n{func}`ppl_vae.inference.elbo` and {func}`ppl_vae.inference.no_such_estimator`\n\n"
         "```{eval-rst}\n.. autofunction:: ppl_vae.inference.importance.elbo\n```\n")
     # Only this page: the generated API pages would take half a minute and prove nothing more.
-    command = sphinx_command(source, tmp_path / "out") + ["-D", "exclude_patterns=api,_ext,conf.py"]
+    command = sphinx_command(source, tmp_path / "out") + [
+        "-D", "exclude_patterns=api,_ext,_templates,_static,conf.py,cli_reference.md"]
     completed = subprocess.run(command, cwd=ROOT, env=smoke_environment(), capture_output=True,
                                text=True, timeout=600)
     log = completed.stdout + completed.stderr

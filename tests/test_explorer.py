@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _browser import RequestLog
+from _browser import RequestLog, keep_screenshot
 
 from ppl_vae.cli import EXIT_ERROR, main
 from ppl_vae.errors import ConfigError
@@ -364,3 +364,143 @@ def copy_artifact(source: Path, name: str) -> None:
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         shutil.copy(source, Path(folder) / name)
+
+
+# ----- the page as a person sees it: any screen, any pointer, the keyboard ----------------------
+
+def open_page(chromium, path: Path, **context):
+    """The page opened in a fresh context (``device_scale_factor``, ``viewport``, ``has_touch``)."""
+    browser_context = chromium.new_context(**context)
+    tab = browser_context.new_page()
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    tab.goto(path.resolve().as_uri())
+    tab.errors = errors  # type: ignore[attr-defined]
+    return browser_context, tab
+
+
+def test_canvases_are_sharp_at_device_pixel_ratio_2(chromium, explored):
+    context, tab = open_page(chromium, explored[2], viewport={"width": 1400, "height": 1000},
+                             device_scale_factor=2)
+    sizes = tab.evaluate("""() => Array.from(document.querySelectorAll('canvas')).map(c => {
+        const box = c.getBoundingClientRect();
+        return [c.id, c.width, c.height, box.width, box.height]; })""")
+    for name, width, height, css_width, css_height in sizes:
+        assert abs(width - 2 * css_width) <= 4 and abs(height - 2 * css_height) <= 4, name
+    tab.mouse.move(*plane_point(tab, (1.0, -1.0)))
+    np.testing.assert_allclose(tab.evaluate("window.explorer.state.pointer"), [1.0, -1.0], atol=0.05)
+    target = isolated_compared_point(tab)
+    tab.mouse.click(*plane_point(tab, tab.evaluate(f"window.explorer.payload.points.loc[{target}]")))
+    assert tab.evaluate("window.explorer.state.selected") == target and ellipse_pixels(tab) > 400
+    keep_screenshot(tab, "explorer_dpr2.png", full_page=True)
+    assert tab.errors == []
+    context.close()
+
+
+def test_the_page_fits_a_phone_and_follows_a_finger(chromium, explored):
+    context, tab = open_page(chromium, explored[2], viewport={"width": 390, "height": 844},
+                             device_scale_factor=3, is_mobile=True, has_touch=True)
+    assert tab.evaluate("document.documentElement.scrollWidth") <= 390
+    box = tab.locator("#plane").bounding_box()
+    assert box["width"] >= 300 and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    start, end = plane_point(tab, (-2.0, 0.0)), plane_point(tab, (2.0, 1.0))
+    touch(tab, start, end)
+    np.testing.assert_allclose(tab.evaluate("window.explorer.state.line"), [[-2.0, 0.0], [2.0, 1.0]],
+                               atol=0.1)
+    assert ink(tab, "#interp") > 10 * MIN_INK_PIXELS
+    assert tab.evaluate("window.explorer.state.selected") is None  # a drag is not a tap
+    keep_screenshot(tab, "explorer_phone.png", full_page=True)
+    assert tab.errors == []
+    context.close()
+
+
+def touch(tab, start, end, steps: int = 8) -> None:
+    """A one-finger drag from ``start`` to ``end`` (viewport coordinates), as a touch screen sends it."""
+    session = tab.context.new_cdp_session(tab)
+    point = lambda x, y: [{"x": x, "y": y, "id": 1}]  # noqa: E731
+    session.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": point(*start)})
+    for k in range(1, steps + 1):
+        t = k / steps
+        session.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": point(
+            start[0] + t * (end[0] - start[0]), start[1] + t * (end[1] - start[1]))})
+    session.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    tab.wait_for_timeout(100)
+
+
+def test_the_keyboard_moves_the_probe_and_selects(page):
+    page.focus("#plane")
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    page.keyboard.press("Shift+ArrowUp")
+    probe = page.evaluate("window.explorer.state.probe")
+    assert probe is not None and probe[0] > 0 and probe[1] > 0
+    assert f"{probe[0]:.2f}" in page.inner_text("#zread")
+    page.keyboard.press("Enter")
+    selected = page.evaluate("window.explorer.state.selected")
+    nearest = page.evaluate("""probe => { const e = window.explorer, [x, y] = e.toPx(...probe);
+        const d = e.payload.points.loc.map(p => { const q = e.toPx(p[0], p[1]); return Math.hypot(q[0] - x, q[1] - y); });
+        return d.indexOf(Math.min(...d)); }""", probe)
+    assert selected is not None and ink(page, "#selected") > MIN_INK_PIXELS
+    assert selected == nearest or f"#{selected} " in page.inner_text("#stats")
+
+
+def test_compared_digits_are_listed_and_zoomed(page, explored):
+    rows = page_payload(explored[2])["compare"]["rows"]
+    chips = page.locator("#comparedlist button")
+    assert chips.count() == len(rows)
+    chips.nth(1).click()
+    assert page.evaluate("window.explorer.state.selected") == rows[1]["point"]
+    assert ink(page, "#zoom") > 100 and "× the plane's scale" in page.inner_text("#zoomnote")
+    key = page.inner_text("#key")
+    assert "q*" in key and "NUTS" in key and "compared" in key
+
+
+def test_labels_are_readable(page):
+    small = page.evaluate("""() => Array.from(document.querySelectorAll('body *'))
+        .filter(e => e.offsetParent !== null && e.childNodes.length && Array.from(e.childNodes)
+                 .some(n => n.nodeType === 3 && n.textContent.trim()))
+        .map(e => [e.tagName, e.textContent.trim().slice(0, 30), parseFloat(getComputedStyle(e).fontSize)])
+        .filter(x => x[2] < 14)""")
+    assert small == []
+
+
+@pytest.fixture(scope="module")
+def wide_page(tmp_path_factory):
+    """A latent-4 model's page, without compare results."""
+    root = tmp_path_factory.mktemp("explore4")
+    run, page = root / "run", root / "explorer.html"
+    options = [*TINY]
+    options[options.index("--latent-dim") + 1] = "4"
+    assert main(["train", *options, "--out", str(run)]) == 0
+    assert main(["explore", "--checkpoint", str(run), "--out", str(page)]) == 0
+    return run, page
+
+
+def test_a_larger_latent_shows_the_reconstruction_and_a_choice_of_coordinates(chromium, wide_page):
+    run, path = wide_page
+    context, tab = open_page(chromium, path, viewport={"width": 1400, "height": 1000})
+    payload = page_payload(path)
+    assert len(payload["coordinates"]["kl"]) == 4 and tab.is_visible("#dimx")
+    tab.evaluate("window.explorer.select(3)")
+    codes = np.frombuffer(base64.b64decode(payload["coordinates"]["loc"]), "<f4").reshape(-1, 4)
+    model = load_model(run)
+    with torch.no_grad():  # the digit's own code, every coordinate at its q(z|x) mean
+        expected = model.decode(torch.from_numpy(codes[3:4].copy())).mean.double().numpy()[0]
+        sliced = codes[3].astype(np.float64).copy()  # what the plane's point decodes to
+        keep = [j for j in range(4) if j not in payload["dims"]]
+        sliced[keep] = np.array(payload["base"])[keep]
+        on_plane = model.decode(torch.from_numpy(sliced[None]).float()).mean.double().numpy()[0]
+    shown = np.array(tab.evaluate("window.explorer.reconstruction(3)"))
+    np.testing.assert_allclose(shown, expected, atol=DECODER_TOLERANCE)
+    assert np.abs(expected - on_plane).max() > 10 * DECODER_TOLERANCE  # a different image
+    assert ink(tab, "#recon") > MIN_INK_PIXELS
+    others = [j for j in range(4) if j not in payload["dims"]]
+    tab.select_option("#dimx", str(others[0]))
+    assert tab.evaluate("window.explorer.state.dims")[0] == others[0]
+    assert f"z[{others[0]}]" in tab.inner_text("#note")
+    assert "No compare results" in tab.inner_text("#gapnote") and tab.locator("#gapnote code").count() == 2
+    key = tab.inner_text("#key")
+    assert "q*" not in key and "NUTS" not in key
+    keep_screenshot(tab, "explorer_latent4.png", full_page=True)
+    assert tab.errors == []
+    context.close()

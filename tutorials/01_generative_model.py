@@ -17,7 +17,7 @@
 # VAE on real digits and then runs the story forwards (ancestral sampling),
 # which is the text's Exercise 1: generate a batch of 100 digits.
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 

@@ -5,7 +5,7 @@
 #
 # A latent variable model assigns each data point the probability (density)
 #
-#     p(x) = ∫ p(x | z) p(z) dz,
+# $$p(x) = \int p(x \mid z)\, p(z)\, dz,$$
 #
 # the *marginal likelihood* or *evidence*: how likely the two-step story of
 # tutorial 1 (draw z from the prior, then x from the decoder) is to produce
@@ -25,7 +25,7 @@
 # 3. on a VAE trained on real digits, where no exact answer exists, only the
 #    estimators are left, and they disagree by tens of nats.
 
-# %%
+# %% tags=["hide-input"]
 import math
 import os
 from pathlib import Path
@@ -58,12 +58,12 @@ pyro.set_rng_seed(0)
 # **Naive (prior) Monte Carlo.** p(x) is an average of p(x | z) over the
 # prior, so draw z_1, ..., z_K from p(z) and average:
 #
-#     p̂(x) = (1/K) Σ_k p(x | z_k),        z_k ~ p(z).
+# $$\hat p(x) = \frac{1}{K} \sum_{k=1}^{K} p(x \mid z_k), \qquad z_k \sim p(z).$$
 #
 # **Importance sampling.** Draw instead from a proposal q(z | x) that knows
 # about x, and correct each draw by its weight w_k = p(x, z_k) / q(z_k | x):
 #
-#     p̂(x) = (1/K) Σ_k w_k,               z_k ~ q(z | x).
+# $$\hat p(x) = \frac{1}{K} \sum_{k=1}^{K} w_k, \qquad w_k = \frac{p(x, z_k)}{q(z_k \mid x)}, \qquad z_k \sim q(z \mid x).$$
 #
 # Both are unbiased for p(x) for every K. We report their logarithms
 # (`naive_prior` and `iwae` in `ppl_vae.inference`); by Jensen's inequality

@@ -12,11 +12,13 @@
 #
 # For any q, the log-evidence splits into two non-negative pieces:
 #
-#     log p_θ(x) = ELBO(x) + KL(q_φ(z | x) || p_θ(z | x))
+# $$\log p_\theta(x) = \mathrm{ELBO}(x) + \mathrm{KL}\big(q_\phi(z \mid x) \,\|\, p_\theta(z \mid x)\big)$$
 #
-#     ELBO(x)    = E_q[log p_θ(x, z) − log q_φ(z | x)]
-#                = E_q[log p_θ(x | z)] − KL(q_φ(z | x) || p(z))
-#                  └── reconstruction ┘   └──── regularizer ────┘
+# $$\begin{aligned}
+# \mathrm{ELBO}(x) &= \mathbb{E}_{q}\big[\log p_\theta(x, z) - \log q_\phi(z \mid x)\big] \\
+#   &= \underbrace{\mathbb{E}_{q}\big[\log p_\theta(x \mid z)\big]}_{\text{reconstruction}}
+#      - \underbrace{\mathrm{KL}\big(q_\phi(z \mid x) \,\|\, p(z)\big)}_{\text{regularizer}}
+# \end{aligned}$$
 #
 # The KL to the true posterior cannot be computed, but it is never negative,
 # so the ELBO is a lower bound on log p_θ(x). Raising it over φ pushes q
@@ -34,7 +36,7 @@
 #    map of encoded test digits, the decoded latent plane and a straight-line
 #    interpolation between two digits.
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 
@@ -93,7 +95,7 @@ print(f"{data.train_x.shape[0]} training and {data.test_x.shape[0]} test images 
 # One Monte Carlo sample of the ELBO runs the guide to draw z, then *replays*
 # the model with that z, so both programs score the same code:
 #
-#     ELBO ≈ log p_θ(x | z) + log p(z) − log q_φ(z | x),    z ~ q_φ(z | x)
+# $$\mathrm{ELBO} \approx \log p_\theta(x \mid z) + \log p(z) - \log q_\phi(z \mid x), \qquad z \sim q_\phi(z \mid x)$$
 #
 # The first term is the reconstruction; the last two, averaged over z, are
 # −KL(q || p(z)). For two Gaussians that KL also has a closed form,

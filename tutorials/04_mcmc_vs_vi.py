@@ -21,7 +21,7 @@
 # 4. splits the encoder's shortfall into the *approximation gap* and the
 #    *amortization gap* of Cremer, Li and Duvenaud (2018).
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 
@@ -106,7 +106,7 @@ print(f"median over all {len(test_x)} test digits: {probe_gap.median():.2f} nats
 # p(x | z) with its weights θ frozen. For that model Bayes' rule gives the
 # posterior exactly, up to its normalizer:
 #
-#     p(z | x) ∝ p(z) p(x | z) = exp(log p(x, z)).
+# $$p(z \mid x) \propto p(z)\, p(x \mid z) = \exp\big(\log p(x, z)\big).$$
 #
 # "The decoder held fixed" means that we sample only z, for given weights,
 # and never change the weights. (Treating θ as unknown too would be fully
@@ -290,8 +290,9 @@ print(f"wrote {comparison_path}")
 # For every digit, the encoder's ELBO is below log p(x), and the shortfall
 # splits into two parts (Cremer et al., 2018):
 #
-#     log p(x) − ELBO[encoder] = (log p(x) − ELBO[q*]) + (ELBO[q*] − ELBO[encoder])
-#                              =  approximation gap    +  amortization gap
+# $$\log p(x) - \mathrm{ELBO}[\text{encoder}]
+#   = \underbrace{\log p(x) - \mathrm{ELBO}[q^*]}_{\text{approximation gap}}
+#   + \underbrace{\mathrm{ELBO}[q^*] - \mathrm{ELBO}[\text{encoder}]}_{\text{amortization gap}}$$
 #
 # * The **approximation gap** is what even the best Gaussian loses: the true
 #   posterior is not a diagonal Gaussian. Only a richer family (a flow, a

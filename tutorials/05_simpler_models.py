@@ -12,17 +12,17 @@
 # * **Probabilistic PCA** (Tipping and Bishop, 1999). The decoder is linear
 #   and the noise Gaussian:
 #
-#       z ~ N(0, I_L),    x | z ~ N(W z + μ, σ² I_D)
+#   $$z \sim \mathcal{N}(0, I_L), \qquad x \mid z \sim \mathcal{N}(W z + \mu, \sigma^2 I_D)$$
 #
 #   Everything is Gaussian, so the evidence is a Gaussian too,
-#   p(x) = N(x; μ, W Wᵀ + σ² I), and so is the posterior,
-#   p(z | x) = N(M⁻¹ Wᵀ (x − μ), σ² M⁻¹) with M = Wᵀ W + σ² I.
+#   $p(x) = \mathcal{N}(x; \mu, W W^\top + \sigma^2 I)$, and so is the posterior,
+#   $p(z \mid x) = \mathcal{N}(M^{-1} W^\top (x - \mu), \sigma^2 M^{-1})$ with $M = W^\top W + \sigma^2 I$.
 #   Even the maximum-likelihood W, μ, σ have a closed form, read off the
 #   eigenvectors of the data's covariance.
 #
 # * **A Gaussian mixture**. The latent is a single label k out of K:
 #
-#       z ~ Categorical(π),    x | z = k ~ N(m_k, diag s_k²)
+#   $$z \sim \mathrm{Categorical}(\pi), \qquad x \mid z = k \sim \mathcal{N}(m_k, \operatorname{diag} s_k^2)$$
 #
 #   The "integral" over z is a sum of K terms, so p(x) and the posterior
 #   p(z = k | x) (the *responsibilities*) are exact. In Pyro this is
@@ -34,7 +34,7 @@
 # way a VAE is trained, and check what SVI gets right. The price of
 # exactness comes at the end: both models are far less flexible than a VAE.
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 
@@ -106,8 +106,8 @@ def row_of_images(axis: plt.Axes, images: torch.Tensor, title: str, **imshow) ->
 # covariance of the training images, takes its eigenvalues
 # λ₁ ≥ λ₂ ≥ … ≥ λ_D and eigenvectors u_i, and sets
 #
-#     σ² = mean of the discarded eigenvalues λ_{L+1}, …, λ_D
-#     W  = [u_1 … u_L] diag(λ_i − σ²)^{1/2}
+# $$\sigma^2 = \frac{1}{D - L} \sum_{i=L+1}^{D} \lambda_i, \qquad
+#   W = [u_1 \dots u_L]\, \operatorname{diag}\big(\lambda_i - \sigma^2\big)^{1/2}$$
 #
 # No iterations, no learning rate: one eigendecomposition of a 784 × 784
 # matrix. The fit also sets the model's guide q(z | x) to the exact

@@ -27,7 +27,7 @@
 #    relative to the codes of real digits: the "holes" of the code space;
 # 5. straight-line interpolation between two digits in each code space.
 
-# %%
+# %% tags=["hide-input"]
 import copy
 import os
 from pathlib import Path

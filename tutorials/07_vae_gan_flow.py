@@ -37,7 +37,7 @@
 #    against NUTS draws of the exact posterior and against log p(x) computed
 #    by brute-force quadrature over the plane.
 
-# %%
+# %% tags=["hide-input"]
 import os
 import time
 from pathlib import Path

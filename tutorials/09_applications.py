@@ -29,7 +29,7 @@
 #    and how well the image comes back, and the β = 1 codes are then
 #    quantized to real bits and compared with PCA.
 
-# %%
+# %% tags=["hide-input"]
 import math
 import os
 from pathlib import Path
@@ -425,8 +425,9 @@ print(f"wrote {OUT / 'probe_accuracy.png'}")
 # Divide the two terms of the negative ELBO by ln 2 and each becomes a number
 # of bits per image:
 #
-#     −ELBO / ln 2  =  KL(q(z | x) || p(z)) / ln 2  +  E_q[−log₂ p(x | z)]
-#                   =        rate R                 +      distortion D
+# $$\frac{-\mathrm{ELBO}}{\ln 2}
+#   = \underbrace{\frac{\mathrm{KL}\big(q(z \mid x) \,\|\, p(z)\big)}{\ln 2}}_{\text{rate } R}
+#   + \underbrace{\mathbb{E}_q\big[-\log_2 p(x \mid z)\big]}_{\text{distortion } D}$$
 #
 # The rate is what the code costs: with *bits-back coding* (Hinton and van
 # Camp, 1993; Townsend et al., 2019) a sender can transmit z drawn from

@@ -13,7 +13,7 @@
 #
 # The β-VAE (Higgins et al., 2017) adds one knob to the objective,
 #
-#     L_β(x) = E_q[log p_θ(x | z)] − β · KL(q_φ(z | x) || p(z)),
+# $$\mathcal{L}_\beta(x) = \mathbb{E}_q\big[\log p_\theta(x \mid z)\big] - \beta\, \mathrm{KL}\big(q_\phi(z \mid x) \,\|\, p(z)\big),$$
 #
 # which is the ELBO at β = 1. With β > 1 every nat of information the code
 # carries about x costs more, so the encoder keeps only what pays for itself
@@ -33,7 +33,7 @@
 #    information) and sums it up in one number, the mutual information gap;
 # 5. puts that next to the price paid in reconstruction and KL.
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 

@@ -31,7 +31,7 @@
 # `infer={"enumerate": "parallel"}`. A program that breaks a rule gets one
 # line naming the site and the fix.
 
-# %%
+# %% tags=["hide-input"]
 import os
 from pathlib import Path
 

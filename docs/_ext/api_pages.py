@@ -17,6 +17,7 @@ import ast
 import importlib
 import inspect
 import pkgutil
+import re
 from pathlib import Path
 from typing import Any
 
@@ -84,14 +85,25 @@ def _package_page(name: str) -> str:
         kind = "autoclass" if inspect.isclass(getattr(package, public)) else "autofunction"
         lines += [f".. {kind}:: {name}.{public}", ""]
     lines += _autodata(name, constants(name))
-    lines += ["```", "", "| name | documented at |", "| --- | --- |"]
+    lines += ["```", "", "| name | what it is | documented at |", "| --- | --- | --- |"]
     for public in sorted(getattr(package, "__all__", [])):
         obj = getattr(package, public)
         target = canonical(obj)
         role = "class" if inspect.isclass(obj) else "func" if callable(obj) else "data"
         where = f"{{py:{role}}}`{target}`" if target else f"`{name}.{public}` (a constant)"
-        lines.append(f"| `{public}` | {where} |")
+        lines.append(f"| `{public}` | {summary(obj)} | {where} |")
     return "\n".join(lines) + "\n"
+
+
+def summary(obj: Any) -> str:
+    """The first sentence of an object's docstring, for a table cell (empty for a constant)."""
+    if not (inspect.isclass(obj) or callable(obj) or inspect.ismodule(obj)):
+        return ""
+    doc = inspect.getdoc(obj) or ""
+    first = doc.split("\n\n", 1)[0].replace("\n", " ").strip()
+    # an RST role (:func:`~ppl_vae.x.name`) as plain code: the table is Markdown, outside its module
+    first = re.sub(r":[\w:]+:`~?([^`]*?)`", lambda m: f"`{m.group(1).rsplit('.', 1)[-1]}`", first)
+    return first.replace("|", "\\|")
 
 
 def _module_page(name: str) -> str:

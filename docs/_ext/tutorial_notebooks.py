@@ -13,24 +13,41 @@ also runs as a notebook:
   the PNG files the cell wrote under ``outputs/``, in the order written, and
   closes the figures left open (showing them instead if the cell wrote none).
 
-``setup`` copies the explorer page that tutorial 3 writes into the built site
-as ``latent_explorer.html`` (``docs/explorer.md`` shows it).
+``setup`` also makes the pages clean and complete:
+
+* the explorer page that tutorial 3 writes is copied into the built site as
+  ``latent_explorer.html`` (``docs/explorer.md`` shows it);
+* the checkout's absolute path is cut from the cells' outputs (``wrote
+  /home/you/ppl_vae/tutorials/outputs/...`` reads ``wrote tutorials/outputs/...``),
+  so no page shows where it was built;
+* every tutorial page links its script (``.py``) and its executed notebook
+  (``.ipynb``), copied to ``downloads/`` (the ``tutorial-downloads`` template);
+* ``{tutorial-gallery}`` is a grid of the tutorials, each with a thumbnail of
+  its first figure (the first one ``tutorials/README.md`` lists), copied to
+  ``_static/thumbs/``.
 """
 
 from __future__ import annotations
 
+import html
 import os
+import re
 import shutil
 from pathlib import Path
 
 import jupytext
 import nbformat
+from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
+from sphinx.util.docutils import SphinxDirective
 
 PRELUDE = '''\
 import os as _os
+import warnings as _warnings
 __file__ = _os.path.join(_os.getcwd(), "tutorial.py")
+# tqdm.auto in a kernel without ipywidgets: a warning on stderr, not a progress bar
+_warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 class _PplVaeFigures:
@@ -79,6 +96,10 @@ EXPLORER = "03_variational_inference/explorer.html"
 SITE_NAME = "latent_explorer.html"
 
 
+#: A tutorial's row in tutorials/README.md: its script and, in the last cell, its figures.
+README_ROW = re.compile(r"^\| `(\d\d_\w+)\.py` \|.*\|([^|]*)\|$", re.M)
+
+
 def read_tutorial(text: str, **_: object) -> nbformat.NotebookNode:
     """A jupytext percent script as a notebook, with the hidden prelude cell first."""
     notebook = jupytext.reads(text, fmt="py:percent")
@@ -88,11 +109,100 @@ def read_tutorial(text: str, **_: object) -> nbformat.NotebookNode:
     return notebook
 
 
+def repository(app: Sphinx | Path) -> Path:
+    """The checkout: the folder above the docs' source folder (``app`` or the source folder)."""
+    return Path(app if isinstance(app, Path) else app.srcdir).resolve().parent
+
+
+def outputs_folder(app: Sphinx) -> Path:
+    """Where the tutorials write their figures in this build (smoke or full)."""
+    outputs = repository(app) / "tutorials" / "outputs"
+    return outputs / "smoke" if os.environ.get("PPL_VAE_SMOKE") == "1" else outputs
+
+
+def tutorial_names(app: Sphinx | Path) -> list[str]:
+    return sorted(path.stem for path in (repository(app) / "tutorials").glob("[0-9][0-9]_*.py"))
+
+
+def first_figures(app: Sphinx | Path) -> dict[str, str]:
+    """Each tutorial's first figure, as ``tutorials/README.md`` lists them."""
+    text = (repository(app) / "tutorials" / "README.md").read_text()
+    found = {}
+    for name, figures in README_ROW.findall(text):
+        names = re.findall(r"`([^`]+\.png)`", figures)
+        if names:
+            found[name] = names[0]
+    return found
+
+
+def title_of(path: Path) -> str:
+    match = re.search(r"^# # (.+)$", path.read_text(), re.M)
+    return match.group(1).strip() if match else path.stem
+
+
+def strip_build_paths(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """Cut the checkout's absolute path out of the text of every literal block (cell outputs)."""
+    root = str(repository(app)) + os.sep
+    for block in list(doctree.findall(nodes.literal_block)):
+        text = block.astext()
+        if root in text:
+            block.children = [nodes.Text(text.replace(root, ""))]
+            if "rawsource" in block.__dict__:
+                block.rawsource = block.children[0]
+
+
+class TutorialGallery(SphinxDirective):
+    """A grid of every tutorial with the thumbnail of its first figure (raw HTML)."""
+
+    def run(self) -> list[nodes.Node]:
+        app = Path(self.env.srcdir)
+        figures = first_figures(app)
+        cards = []
+        for name in tutorial_names(app):
+            title = html.escape(title_of(repository(app) / "tutorials" / f"{name}.py"))
+            image = (f'<img src="_static/thumbs/{name}.png" alt="the first figure of {title}" '
+                     f'loading="lazy">' if name in figures else "")
+            cards.append(f'<a href="tutorials/{name}.html">{image}<span>{title}</span></a>')
+        raw = '<div class="ppl-vae-gallery">' + "".join(cards) + "</div>"
+        return [nodes.raw("", raw, format="html")]
+
+
+def add_downloads(app: Sphinx, pagename: str, templatename: str, context: dict,
+                  doctree: object) -> None:
+    name = pagename.removeprefix("tutorials/")
+    if pagename.startswith("tutorials/") and name in tutorial_names(app):
+        context["tutorial_downloads"] = [("script (.py)", f"downloads/{name}.py"),
+                                         ("notebook (.ipynb)", f"downloads/{name}.ipynb")]
+    else:
+        context["tutorial_downloads"] = []
+
+
+def copy_downloads_and_thumbnails(app: Sphinx, exception: Exception | None) -> None:
+    if exception is not None or app.builder.format != "html":
+        return
+    out = Path(app.outdir)
+    (out / "downloads").mkdir(exist_ok=True)
+    (out / "_static" / "thumbs").mkdir(parents=True, exist_ok=True)
+    executed = out.parent / "jupyter_execute" / "tutorials"
+    figures = first_figures(app)
+    for name in tutorial_names(app):
+        shutil.copyfile(repository(app) / "tutorials" / f"{name}.py", out / "downloads" / f"{name}.py")
+        notebook = executed / f"{name}.ipynb"
+        if notebook.is_file():
+            shutil.copyfile(notebook, out / "downloads" / f"{name}.ipynb")
+        else:  # not executed in this build (e.g. only some pages built): the notebook of the script
+            text = jupytext.writes(read_tutorial((repository(app) / "tutorials" / f"{name}.py")
+                                                 .read_text()), fmt="ipynb")
+            (out / "downloads" / f"{name}.ipynb").write_text(text)
+        figure = outputs_folder(app) / name / figures.get(name, "")
+        if name in figures and figure.is_file():
+            shutil.copyfile(figure, out / "_static" / "thumbs" / f"{name}.png")
+
+
 def copy_explorer(app: Sphinx, exception: Exception | None) -> None:
     if exception is not None or app.builder.format != "html":
         return
-    outputs = Path(app.srcdir).resolve().parent / "tutorials" / "outputs"
-    source = outputs / ("smoke" if os.environ.get("PPL_VAE_SMOKE") == "1" else "") / EXPLORER
+    source = outputs_folder(app) / EXPLORER
     if not source.is_file():
         raise ExtensionError(f"{source} is missing: tutorial 3 writes it; delete the jupyter cache "
                              f"next to {app.outdir} so that the tutorial runs again")
@@ -101,4 +211,8 @@ def copy_explorer(app: Sphinx, exception: Exception | None) -> None:
 
 def setup(app: Sphinx) -> dict[str, object]:
     app.connect("build-finished", copy_explorer)
+    app.connect("build-finished", copy_downloads_and_thumbnails)
+    app.connect("doctree-resolved", strip_build_paths)
+    app.connect("html-page-context", add_downloads)
+    app.add_directive("tutorial-gallery", TutorialGallery)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -164,6 +164,15 @@ def load_dataset(name: str = "mnist5k", *, root: str | os.PathLike | None = None
         ``dtype`` or option value out of range (settings).
     DataError
         For missing or malformed files, or arrays that cannot be used as data.
+
+    Examples
+    --------
+    >>> from ppl_vae import load_dataset
+    >>> data = load_dataset("digits")          # scikit-learn's 8x8 digits, shipped with it
+    >>> data.train_x.shape, data.test_x.shape
+    (torch.Size([1618, 64]), torch.Size([179, 64]))
+    >>> bool(data.train_x.min() >= 0 and data.train_x.max() <= 1)
+    True
     """
     if not isinstance(name, str):
         raise ConfigError(f"a data set name must be a string; got {name!r}")

@@ -78,6 +78,15 @@ class LinearGaussian(GaussianLatentModel):
         Initial observation noise standard deviation sigma.
     name : str
         Prefix of the model's entries in Pyro's parameter store.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from ppl_vae import LinearGaussian
+    >>> x = torch.randn(500, 5, dtype=torch.float64)
+    >>> ppca = LinearGaussian.fit_maximum_likelihood(x, latent_dim=2)
+    >>> ppca.log_marginal(x).shape           # the exact log p(x) of every point
+    torch.Size([500])
     """
 
     likelihood = "gaussian"

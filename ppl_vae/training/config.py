@@ -63,6 +63,13 @@ class SVIConfig:
         ``elbo``: the evidence lower bound. ``iwae``: the importance-weighted
         bound of Burda et al. (2016) with K = ``num_particles`` samples per
         point, tighter than the ELBO for K > 1 (equal at K = 1).
+
+    Examples
+    --------
+    >>> from ppl_vae import SVIConfig
+    >>> config = SVIConfig(epochs=50, objective="iwae", num_particles=5)
+    >>> config.epochs, config.batch_size
+    (50, 128)
     """
 
     epochs: int = 200

@@ -141,6 +141,15 @@ def train(
     ------
     TrainingDivergedError
         If the loss becomes NaN or infinite; the last good checkpoint is kept.
+
+    Examples
+    --------
+    >>> from ppl_vae import VAE, SVIConfig, load_dataset, train
+    >>> data = load_dataset("digits")
+    >>> vae = VAE(data_dim=64, latent_dim=2, hidden_dims=(32,))
+    >>> result = train(vae, data.train_x, SVIConfig(epochs=2, batch_size=256), progress=False)
+    >>> len(result.history)                    # one record per epoch
+    2
     """
     model = _trainable(model, guide, train_x)
     _check_inputs(model, train_x, "train_x", config.binarize)
