@@ -124,9 +124,40 @@ def docs_build() -> str:
             "`make docs` re-runs only the tutorials whose code changed.\n")
 
 
+def log_px() -> str:
+    result = load("ais")
+    estimates, below = result["estimates"], result["estimates"]["iwae_below_ais"]
+    hardware = result["hardware"]
+    lines = [f"On the demo model's {result['num_points']} test digits ({hardware['cores']}-core "
+             f"{hardware['device'].upper()}, {hardware['torch_threads']} torch threads, one run):\n",
+             "| estimate | nats per digit | Monte Carlo error of the mean | digits with a trusted "
+             "error bar | time |", "| --- | --- | --- | --- | --- |"]
+    names = {"elbo": f"ELBO (K = {estimates['elbo']['samples']:,})",
+             "iwae": f"IWAE (K = {estimates['iwae']['samples']:,})",
+             "ais": f"AIS (T = {estimates['ais']['temperatures']}, {estimates['ais']['chains']} chains)"}
+    for key, name in names.items():
+        row = estimates[key]
+        error = (f"± {row['stderr']:.3f}" if row["trusted_share"] == 1.0
+                 else f"± {row['delta_stderr']:.3f} (delta method; not trusted everywhere)")
+        lines.append(f"| {name} | {row['mean']:.2f} | {error} | "
+                     f"{100 * row['trusted_share']:.0f}% | {row['seconds']:.0f} s |")
+    lines += ["", f"Per digit, IWAE lies below AIS by {below['mean']:.2f} nats on average "
+                  f"(median {below['median']:.2f}, largest {below['max']:.2f}; where IWAE lies above "
+                  f"AIS, by up to {-below['min']:.2f}, the AIS chains missed posterior mass).", "",
+              f"BDMC on {result['bdmc_points']} digits simulated from the model "
+              f"({result['ais_config']['num_chains']} chains, {result['ais_config']['leapfrog_steps']} "
+              "leapfrog steps, linear schedule):", "",
+              "| temperatures | mean gap (nats) | largest gap | lower bound | upper bound | "
+              "seconds per digit |", "| --- | --- | --- | --- | --- | --- |"]
+    for row in result["bdmc"]:
+        lines.append(f"| {row['temperatures']:,} | {row['mean_gap']:.3f} | {row['max_gap']:.3f} | "
+                     f"{row['lower']:.2f} | {row['upper']:.2f} | {row['seconds_per_point']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 RENDERERS: dict[str, Callable[[], str]] = {
     "demo": demo, "svi-headline": svi_headline, "svi": svi, "nuts": nuts, "iwae": iwae,
-    "docs-build": docs_build,
+    "docs-build": docs_build, "log_px": log_px,
 }
 
 
