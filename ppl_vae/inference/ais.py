@@ -24,7 +24,7 @@ run on data like it.
 
 Everything runs in the unconstrained space of the continuous latent sites
 (``biject_to(support)``, the Jacobian included), on the density NUTS samples
-(:class:`~ppl_vae.inference.mcmc.api.Target`): the library's models, their
+(``Target`` in :mod:`ppl_vae.inference.mcmc.api`): the library's models, their
 subclasses and users' programs (several sites, constrained sites,
 enumerated discrete sites summed out) alike. f_0 is a diagonal Gaussian per
 point: q(z | x) itself for a Gaussian encoder, the moments of the guide's
