@@ -480,7 +480,7 @@ def _build(model_type: type, settings: dict[str, Any]) -> Any:
 
 
 def _train(args: argparse.Namespace, device: torch.device, world: World) -> int:
-    binarize = args.binarize or ("dynamic" if args.likelihood == "bernoulli" else "none")
+    binarize = args.binarize or LIKELIHOODS[args.likelihood].default_binarize
     config = SVIConfig(
         epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
         elbo=args.elbo, num_particles=args.num_particles, beta=args.beta,

@@ -37,7 +37,7 @@ def hand_written_log_likelihood(model: Autoencoder, x: torch.Tensor) -> torch.Te
     out = model.decoder.net(model.encoder.net(x))
     if model.likelihood == "bernoulli":
         return -F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(-1)
-    return Normal(out, model.observation()).log_prob(x).sum(-1)
+    return Normal(out, model.observation.scale).log_prob(x).sum(-1)
 
 
 @pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])

@@ -36,7 +36,7 @@ def hand_written_elbo(vae: VAE, x: torch.Tensor, eps: torch.Tensor, analytic_kl:
         log_likelihood = -torch.nn.functional.binary_cross_entropy_with_logits(
             out, x, reduction="none").sum(-1)
     else:
-        log_likelihood = Normal(out, vae.observation()).log_prob(x).sum(-1)
+        log_likelihood = Normal(out, vae.observation.scale).log_prob(x).sum(-1)
     posterior, prior = Normal(loc, scale), Normal(torch.zeros_like(loc), torch.ones_like(scale))
     if analytic_kl:
         kl = kl_divergence(posterior, prior).sum(-1)

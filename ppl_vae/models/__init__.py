@@ -7,7 +7,7 @@ from typing import Any
 
 from ppl_vae.errors import CheckpointError, ConfigError
 from ppl_vae.models.autoencoder import Autoencoder
-from ppl_vae.models.base import LIKELIHOODS, ProbabilisticModel
+from ppl_vae.models.base import ProbabilisticModel
 from ppl_vae.models.gan import (
     GAN,
     GANConfig,
@@ -15,6 +15,14 @@ from ppl_vae.models.gan import (
     Inversion,
     invert_generator,
     train_gan,
+)
+from ppl_vae.models.likelihoods import (
+    LIKELIHOODS,
+    BernoulliLikelihood,
+    GaussianLikelihood,
+    Likelihood,
+    get_likelihood,
+    register_likelihood,
 )
 from ppl_vae.models.linear_gaussian import LinearGaussian
 from ppl_vae.models.mixture import GaussianMixture
@@ -107,6 +115,8 @@ def build_model(model_class: str, config: dict[str, Any],
         ) from None
 
 
-__all__ = ["GAN", "LIKELIHOODS", "MODEL_CLASSES", "Autoencoder", "GANConfig", "GANResult",
-           "GaussianMixture", "Inversion", "LinearGaussian", "ProbabilisticModel", "PyroProgram",
-           "TwoLayerVAE", "VAE", "build_model", "import_model_class", "invert_generator", "model_class_name", "train_gan"]
+__all__ = ["GAN", "LIKELIHOODS", "MODEL_CLASSES", "Autoencoder", "BernoulliLikelihood", "GANConfig",
+           "GANResult", "GaussianLikelihood", "GaussianMixture", "Inversion", "Likelihood",
+           "LinearGaussian", "ProbabilisticModel", "PyroProgram", "TwoLayerVAE", "VAE", "build_model",
+           "get_likelihood", "import_model_class", "invert_generator", "model_class_name",
+           "register_likelihood", "train_gan"]

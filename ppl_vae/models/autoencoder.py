@@ -36,6 +36,7 @@ from torch.distributions import constraints
 
 from ppl_vae.errors import ConfigError
 from ppl_vae.models.base import check_batch, data_plate
+from ppl_vae.models.likelihoods import Likelihood
 from ppl_vae.models.networks import mlp
 from ppl_vae.models.vae import NeuralModel
 
@@ -102,8 +103,10 @@ class Autoencoder(NeuralModel):
         Size of the code.
     hidden_dims : sequence of int
         Hidden widths of the encoder; the decoder mirrors them.
-    likelihood : {"bernoulli", "gaussian"}
-        Observation model p(x | z), which sets the reconstruction loss.
+    likelihood : str or Likelihood
+        Observation model p(x | z), which sets the reconstruction loss: a name in
+        :data:`~ppl_vae.models.likelihoods.LIKELIHOODS` or a
+        :class:`~ppl_vae.models.likelihoods.Likelihood` object, as for :class:`~ppl_vae.models.VAE`.
     observation_scale : float
         Standard deviation of the Gaussian likelihood (its initial value when learned).
     learn_observation_scale : bool
@@ -128,7 +131,7 @@ class Autoencoder(NeuralModel):
         data_dim: int,
         latent_dim: int,
         hidden_dims: Sequence[int] = (400,),
-        likelihood: str = "bernoulli",
+        likelihood: str | Likelihood = "bernoulli",
         observation_scale: float = 0.1,
         learn_observation_scale: bool = False,
         activation: str = "softplus",

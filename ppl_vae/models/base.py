@@ -18,9 +18,8 @@ from pyro import poutine
 from torch import nn
 
 from ppl_vae.errors import ConfigError, DataError
+from ppl_vae.models.likelihoods import Likelihood, get_likelihood, likelihood_of
 from ppl_vae.validation import check_positive_int
-
-LIKELIHOODS = ("bernoulli", "gaussian")
 
 
 def check_batch(x: Any, data_dim: int, where: str) -> None:
@@ -60,28 +59,23 @@ def check_batch(x: Any, data_dim: int, where: str) -> None:
         )
 
 
-def check_values(x: torch.Tensor, likelihood: str) -> None:
+def check_values(x: torch.Tensor, likelihood: str | Likelihood | None) -> None:
     """Check that data values suit the likelihood (synchronizes; call once per data set).
+
+    Parameters
+    ----------
+    x : Tensor, shape (batch, data_dim)
+    likelihood : str, Likelihood or None
+        A name in :data:`~ppl_vae.models.likelihoods.LIKELIHOODS` or the
+        object; None checks only that the values are finite.
 
     Raises
     ------
     DataError
-        On NaN or infinite values, or on values outside [0, 1] with a
-        Bernoulli likelihood.
+        On NaN or infinite values, or on values the likelihood refuses (see
+        :meth:`~ppl_vae.models.likelihoods.Likelihood.check`).
     """
-    finite = torch.isfinite(x)
-    if not bool(finite.all()):
-        bad_rows = (~finite).any(dim=-1).nonzero().flatten()
-        raise DataError(
-            f"the data hold {int((~finite).sum())} NaN or infinite values "
-            f"(first in row {int(bad_rows[0])}); remove or impute them before training."
-        )
-    if likelihood == "bernoulli" and (bool((x < 0).any()) or bool((x > 1).any())):
-        raise DataError(
-            f"a Bernoulli likelihood needs values in [0, 1]; the data range over "
-            f"[{float(x.min()):.4g}, {float(x.max()):.4g}]. Rescale to [0, 1] and "
-            "binarize (--binarize dynamic), or use --likelihood gaussian."
-        )
+    (Likelihood() if likelihood is None else get_likelihood(likelihood)).check(x)
 
 
 def check_device(x: torch.Tensor, module: nn.Module, name: str) -> None:
@@ -125,7 +119,7 @@ def check_points(model: "ProbabilisticModel", x: Any, where: str) -> None:
     """
     check_batch(x, model.data_dim, where)
     check_device(x, model, where)
-    check_values(x, model.likelihood)
+    check_values(x, likelihood_of(model))
 
 
 def check_has_prior(model: "ProbabilisticModel", where: str) -> None:

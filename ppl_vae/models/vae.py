@@ -24,8 +24,9 @@ from its Pyro programs (Monte Carlo KL, both sites drawn jointly).
 
 ``g``, ``mu``, ``sigma`` and the top networks are the multilayer perceptrons
 of :mod:`ppl_vae.models.networks`. :class:`NeuralModel` holds what the neural
-models share (settings, the decoder ``g``, the Gaussian noise scale and
-``decode``): the VAEs here and :class:`~ppl_vae.models.autoencoder.Autoencoder`.
+models share (settings, the decoder ``g``, the likelihood object of
+:mod:`ppl_vae.models.likelihoods` and ``decode``): the VAEs here and
+:class:`~ppl_vae.models.autoencoder.Autoencoder`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from torch import nn
 
 from ppl_vae.errors import ConfigError, DataError
 from ppl_vae.models.base import (
-    LIKELIHOODS,
     GaussianLatentModel,
     ProbabilisticModel,
     check_batch,
@@ -49,26 +49,12 @@ from ppl_vae.models.base import (
     latent_scale,
     transcribed,
 )
+from ppl_vae.models.likelihoods import Likelihood, get_likelihood
 from ppl_vae.models.networks import Decoder, GaussianEncoder
 from ppl_vae.validation import check_positive_int
 
 #: ``make_encoder(data_dim, latent_dim, hidden_dims, activation)`` -> the encoder network.
 EncoderFactory = Callable[[int, int, tuple[int, ...], str], nn.Module]
-
-
-class GaussianObservation(nn.Module):
-    """Observation noise of the Gaussian likelihood: fixed, or a learned scalar."""
-
-    def __init__(self, scale: float, learned: bool) -> None:
-        super().__init__()
-        raw = torch.tensor(float(scale)).log()
-        if learned:
-            self.log_scale = nn.Parameter(raw)
-        else:
-            self.register_buffer("log_scale", raw)
-
-    def forward(self) -> torch.Tensor:
-        return self.log_scale.exp()
 
 
 class NeuralModel(ProbabilisticModel):
@@ -81,7 +67,7 @@ class NeuralModel(ProbabilisticModel):
     """
 
     def _build(self, *, make_encoder: EncoderFactory, data_dim: int, latent_dim: int,
-               hidden_dims: Sequence[int], likelihood: str, observation_scale: float,
+               hidden_dims: Sequence[int], likelihood: str | Likelihood, observation_scale: float,
                learn_observation_scale: bool, activation: str, name: str) -> None:
         """Check the settings and build the encoder, then the decoder (in that order: the seed's draws).
 
@@ -97,25 +83,23 @@ class NeuralModel(ProbabilisticModel):
         hidden_dims = tuple(hidden_dims)
         for width in hidden_dims:
             check_positive_int(width, "every hidden dimension")
-        if likelihood not in LIKELIHOODS:
-            raise ConfigError(
-                f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)}"
-            )
         if not observation_scale > 0:
             raise ConfigError(f"observation_scale must be positive; got {observation_scale!r}")
+        observation = get_likelihood(likelihood, observation_scale, learn_observation_scale)
         self.data_dim = data_dim
         self.latent_dim = latent_dim
         self.hidden_dims = hidden_dims
-        self.likelihood = likelihood
+        self.likelihood = observation.name  # the name, as configs store it
         self.activation = activation
         self.pyro_name = name
         self.encoder = make_encoder(data_dim, latent_dim, hidden_dims, activation)
         self.decoder = Decoder(latent_dim, data_dim, hidden_dims[::-1], activation)
-        if likelihood == "gaussian":
-            self.observation = GaussianObservation(observation_scale, learn_observation_scale)
+        # After the networks: the order of the parameters (an optimizer's state) stays put.
+        self.observation = observation
         self._observation_config = {
             "observation_scale": float(observation_scale),
             "learn_observation_scale": bool(learn_observation_scale),
+            **observation.settings(),
         }
 
     def config(self) -> dict[str, Any]:
@@ -131,12 +115,7 @@ class NeuralModel(ProbabilisticModel):
 
     def decode(self, z: torch.Tensor) -> dist.TorchDistribution:
         """The likelihood p(x | z) with event shape ``(data_dim,)`` and batch shape ``z.shape[:-1]``."""
-        out = self.decoder(z)
-        if self.likelihood == "bernoulli":
-            # Grey values in [0, 1] are allowed on purpose (see the README); the
-            # range is checked once per data set by check_values.
-            return dist.Bernoulli(logits=out, validate_args=False).to_event(1)
-        return dist.Normal(out, self.observation()).to_event(1)
+        return self.observation.distribution(self.decoder(z))
 
 
 #: The old name of :class:`NeuralModel` (a mixin then); goes in the next release.
@@ -154,10 +133,15 @@ class VAE(NeuralModel, GaussianLatentModel):
         Number of latent dimensions.
     hidden_dims : sequence of int
         Hidden widths of the encoder; the decoder mirrors them.
-    likelihood : {"bernoulli", "gaussian"}
-        Observation model p(x | z).
+    likelihood : str or Likelihood
+        Observation model p(x | z): a name in
+        :data:`~ppl_vae.models.likelihoods.LIKELIHOODS` ("bernoulli",
+        "gaussian", or one registered) or a
+        :class:`~ppl_vae.models.likelihoods.Likelihood` object. The model keeps
+        the object as ``observation`` and its name as ``likelihood``.
     observation_scale : float
-        Standard deviation of the Gaussian likelihood (its initial value when learned).
+        Standard deviation of the Gaussian likelihood (its initial value when learned);
+        a likelihood object brings its own.
     learn_observation_scale : bool
         Learn the Gaussian observation scale as one scalar parameter.
     activation : str
@@ -176,7 +160,7 @@ class VAE(NeuralModel, GaussianLatentModel):
         data_dim: int,
         latent_dim: int,
         hidden_dims: Sequence[int] = (400,),
-        likelihood: str = "bernoulli",
+        likelihood: str | Likelihood = "bernoulli",
         observation_scale: float = 0.1,
         learn_observation_scale: bool = False,
         activation: str = "softplus",
@@ -250,7 +234,7 @@ class TwoLayerVAE(NeuralModel):
         hidden_dims: Sequence[int] = (400,),
         top_latent_dim: int = 10,
         top_hidden_dim: int = 100,
-        likelihood: str = "bernoulli",
+        likelihood: str | Likelihood = "bernoulli",
         observation_scale: float = 0.1,
         learn_observation_scale: bool = False,
         activation: str = "softplus",

@@ -17,7 +17,6 @@ loop itself stays short:
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import warnings
 from typing import Any
@@ -26,6 +25,7 @@ import torch
 
 from ppl_vae.checkpoint import RESUME_KEYS, require_keys
 from ppl_vae.errors import CheckpointError, ConfigError
+from ppl_vae.models.likelihoods import likelihood_of
 
 #: Warn when the test ELBO drops below ``best - EXPLOSION_FACTOR * max(|best|, 1)``: a fall of
 #: more than the whole size of the best ELBO is no noise of SGD (epoch-to-epoch changes of a
@@ -184,8 +184,9 @@ def warn_if_exploding(history: list[dict[str, Any]], model: torch.nn.Module | No
     """
     scores = [record.get("test_elbo") for record in history]
     trivial = None
-    if model is not None and getattr(model, "likelihood", None) == "bernoulli":
-        trivial = -model.data_dim * math.log(2.0)
+    likelihood = likelihood_of(model)
+    if likelihood is not None:
+        trivial = likelihood.trivial_log_prob(model.data_dim)
 
     def problem(index: int) -> str | None:
         score = scores[index] if index >= 0 else None

@@ -45,6 +45,7 @@ from ppl_vae.models.base import (
     check_device,
     check_values,
 )
+from ppl_vae.models.likelihoods import BernoulliLikelihood, likelihood_of
 from ppl_vae.models.program import PyroProgram
 from ppl_vae.rng import keeps_global_rng
 from ppl_vae.threads import FreeCoreThreads
@@ -429,11 +430,11 @@ def _check_inputs(model: ProbabilisticModel | PyroProgram, x: torch.Tensor, name
         check_device(x, model, name)  # first: a meta tensor has no values to check
         check_data(model, x, name)
         if binarize_mode != "none":
-            check_values(x, "bernoulli")
+            check_values(x, BernoulliLikelihood())  # binarizing draws Bernoulli pixels
         return
     check_batch(x, model.data_dim, name)
     check_device(x, model, name)
-    check_values(x, "bernoulli" if binarize_mode != "none" else model.likelihood)
+    check_values(x, BernoulliLikelihood() if binarize_mode != "none" else likelihood_of(model))
 
 
 def _parameters_finite(model: ProbabilisticModel) -> bool:
