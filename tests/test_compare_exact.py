@@ -45,9 +45,10 @@ def _check_against_quadrature(vae, x, seed: int, config: CompareConfig) -> dict:
     return summary
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow),
+                                  pytest.param(2, marks=pytest.mark.slow)])
 def test_unflagged_log_px_is_within_its_errors_of_the_exact_value(digits_vae, seed):
-    """3 seeds x 17 different digits (51 points), small NUTS and fits to keep it fast."""
+    """17 different digits per seed, small NUTS and fits; seed 0 in the default run, 1 and 2 slow."""
     vae, x = digits_vae
     x = x[17 * seed:17 * (seed + 1)]
     config = CompareConfig(elbo_samples=200, iwae_samples=2000, nuts=SMALL_NUTS,

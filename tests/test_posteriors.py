@@ -45,8 +45,8 @@ def test_q_star_is_never_worse_than_the_encoder(digits_vae):
 def test_flow_posterior_is_at_least_as_good_as_its_start(digits_vae):
     vae, x = digits_vae
     x = x[:12]
-    start = fit_local_gaussian(vae, x, max_steps=2000).posterior
-    flow = fit_flow_posterior(vae, x, start=start, max_steps=600, num_particles=8).posterior
+    start = fit_local_gaussian(vae, x, max_steps=1000).posterior
+    flow = fit_flow_posterior(vae, x, start=start, max_steps=400, num_particles=8).posterior
     base = elbo(vae, x, 3000, guide=start)
     flowed = elbo(vae, x, 3000, guide=flow)
     assert flowed.mean > base.mean - MC_Z * math.hypot(base.mean_stderr, flowed.mean_stderr) - 0.02

@@ -180,9 +180,14 @@ def _log_px_within(result, exact: torch.Tensor) -> None:
     assert ((log_px - exact).abs() / stderr)[~flagged].max() < MC_Z
 
 
-@pytest.mark.parametrize("program_class", [TwoLayerGaussian, MixturePriorLinear])
+@pytest.mark.parametrize("program_class", [pytest.param(TwoLayerGaussian, marks=pytest.mark.slow),
+                                           MixturePriorLinear])
 def test_compare_posteriors_on_user_programs(program_class):
-    """Two continuous sites, or one beside an enumerated discrete site: log p^(x) is exact."""
+    """Two continuous sites, or one beside an enumerated discrete site: log p^(x) is exact.
+
+    The two-site program runs with the slow tests (its other methods and NUTS are checked in
+    the default run by ``test_two_site_model_every_estimator_and_nuts``).
+    """
     program = program_class.random()
     x = program.sample(5)
     result = compare_posteriors(program.model, x, SMALL_COMPARE, guide=program.guide)
@@ -195,8 +200,13 @@ def test_compare_posteriors_on_user_programs(program_class):
     assert set(result.gaps) == {"approximation", "amortization"}
 
 
+@pytest.mark.slow
 def test_compare_posteriors_on_a_plain_function_vae(digits_vae):
-    """The 2-D-latent VAE as two functions: log p^(x) against grid quadrature."""
+    """The 2-D-latent VAE as two functions: log p^(x) against grid quadrature.
+
+    Slow: the default run checks ``compare_posteriors`` against quadrature on the class
+    (test_compare_exact.py) and on a plain-function program (the mixture-prior one above).
+    """
     vae, x = digits_vae
     vae = copy.deepcopy(vae).double()
     x = x[:6].double()
@@ -207,8 +217,13 @@ def test_compare_posteriors_on_a_plain_function_vae(digits_vae):
             lambda z: dist.Normal(0.0, 1.0).log_prob(z).sum(-1)[:, None]
             + vae.decode(z[:, None, :]).log_prob(x), step=0.04)
     _log_px_within(result, exact)
+
+
+def test_compare_posteriors_asks_a_plain_function_for_its_guide(digits_vae):
+    vae, x = digits_vae
+    model, _ = vae_functions(vae)
     with pytest.raises(ConfigError, match="pass guide="):
-        compare_posteriors(model, x, SMALL_COMPARE)
+        compare_posteriors(model, x[:2], SMALL_COMPARE)
 
 
 # ----- VAEs as plain functions and subclasses ---------------------------------------------------
