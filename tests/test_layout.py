@@ -5,9 +5,6 @@ statement in it counts, also those inside functions; only imports under
 ``if TYPE_CHECKING:`` are exempt (they never run). Each module belongs to a
 layer, and may import only from its own layer or a lower one. The "Layout"
 section of ``docs/contributing.md`` draws the same picture.
-
-Old module paths kept for one release (:mod:`ppl_vae._moved`) import nothing
-but ``ppl_vae._moved``; the names they forward to are strings, not imports.
 """
 
 from __future__ import annotations
@@ -175,19 +172,13 @@ def test_imports_in_functions_count_and_type_checking_blocks_do_not():
     assert [target for target, _ in found] == ["typing", "ppl_vae.training", "ppl_vae.models"]
 
 
-def _forwards_only(path: Path) -> bool:
-    """An old module path kept for one release: it only forwards to where its names moved."""
-    text = path.read_text()
-    return "from ppl_vae._moved import forward" in text and len(text.splitlines()) < 12
-
-
 def test_the_documented_layout_names_every_module():
     """The Layout section of docs/contributing.md stays true: every module file of the package
     appears in it."""
     page = (PACKAGE.parent / "docs" / "contributing.md").read_text()
     section = page.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
     missing = [str(path.relative_to(PACKAGE)) for path in MODULES
-               if path.name != "__init__.py" and not _forwards_only(path) and path.name not in section]
+               if path.name != "__init__.py" and path.name not in section]
     assert not missing, f"the Layout section of docs/contributing.md does not mention {missing}"
     assert all(f"{folder}/" in section for folder in ("data", "models", "inference", "mcmc",
                                                        "training", "evaluation"))

@@ -139,10 +139,6 @@ class NeuralModel(ProbabilisticModel):
         return dist.Normal(out, self.observation()).to_event(1)
 
 
-#: The old name of :class:`NeuralModel` (a mixin then); goes in the next release.
-NeuralLikelihoodMixin = NeuralModel
-
-
 class VAE(NeuralModel, GaussianLatentModel):
     """A variational autoencoder with Gaussian prior and amortized Gaussian posterior.
 
