@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ppl_vae"
 #: Layers from the bottom up; a module may import from its own layer and those below it.
 #: ``training`` and ``evaluation`` share a rank but may not import each other.
 LAYERS: dict[str, int] = {
-    "base": 0,          # errors, validation, rng, devices, threads, checkpoint, the old-path forwarders
+    "base": 0,          # errors, validation, rng, devices, threads, safe_files, storage, checkpoint
     "data": 1,          # ppl_vae/data/: loaders, binarization, synthetic sets, corruptions
     "models": 2,        # ppl_vae/models/
     "inference": 3,     # ppl_vae/inference/: ELBOs, importance sampling, MCMC, local q*
@@ -39,10 +39,6 @@ ALLOWED = {
     # MCMCResult.to_inference_data(), a convenience method, converts the draws with the one
     # ArviZ module (evaluation/diagnostics.py); the import runs only when the method is called.
     ("ppl_vae.inference.mcmc.api", "ppl_vae.evaluation.diagnostics"),
-    # atomic_write asks the run folder it writes into (if one is held) for a temporary-file tag
-    # and records the file in its manifest; turning this into a hook that run_folder.py
-    # registers with checkpoint.py is a change to the training package.
-    ("ppl_vae.checkpoint", "ppl_vae.training.run_folder"),
 }
 
 #: Outside the package: only the CLI may import its console entry point; nothing imports
@@ -150,11 +146,14 @@ def test_every_allowed_exception_is_still_needed():
     ("ppl_vae.evaluation.compare", "ppl_vae.training", True),
     ("ppl_vae.explorer", "ppl_vae.cli", True),
     ("ppl_vae.checkpoint", "ppl_vae.data", True),
+    ("ppl_vae.checkpoint", "ppl_vae.training.run_folder", True),
+    ("ppl_vae.storage", "ppl_vae.training", True),
     ("ppl_vae.training.loop", "ppl_vae_console", True),
     ("ppl_vae.inference.mcmc.api", "benchmarks.peers", True),
     ("ppl_vae.evaluation.compare", "ppl_vae.inference.mcmc", False),
     ("ppl_vae.inference.importance", "ppl_vae.models.base", False),
     ("ppl_vae.models.vae", "ppl_vae.validation", False),
+    ("ppl_vae.checkpoint", "ppl_vae.storage", False),
     ("ppl_vae.cli", "ppl_vae_console", False),
     ("ppl_vae", "ppl_vae.training", False),
 ])

@@ -45,8 +45,6 @@ OLD_NAMES = [
     ("ppl_vae.inference", "kl_per_dimension"),
     ("ppl_vae.inference", "mutual_information_gap"),
     ("ppl_vae.models.vae", "NeuralLikelihoodMixin"),
-    ("ppl_vae.evaluation.compare", "json_safe"),
-    ("ppl_vae.checkpoint", "atomic_write"),
 ]
 
 

@@ -108,7 +108,7 @@ def _index_page(names: list[str]) -> str:
         "Inference": [n for n in names if n.startswith("ppl_vae.inference.")],
         "Training": [n for n in names if n.startswith("ppl_vae.training.")],
         "Evaluation": [n for n in names if n.startswith("ppl_vae.evaluation.")],
-        "Checkpoints, checks, random numbers, threads and the explorer": [
+        "Checkpoints, files written safely, checks, random numbers, threads and the explorer": [
             n for n in names if n.count(".") == 1],
     }
     lines = ["# API reference", "",
