@@ -209,7 +209,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument("--fixed-threads", action="store_true",
                      help="keep torch's CPU thread count even while other processes take cores "
-                          "(bit-identical to an idle run, but 2-4x slower on a shared machine)")
+                          "(bit-identical to an idle run, but slower while others take cores)")
     fit.add_argument("--no-cuda-graph", action="store_true",
                      help="on a GPU, launch every kernel of every step from Python instead of "
                           "replaying the step recorded once as a CUDA graph (same numbers; slower)")
