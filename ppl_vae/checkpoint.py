@@ -2,9 +2,9 @@
 
 A checkpoint is a dictionary of tensors and plain Python values, so it loads
 with ``torch.load(..., weights_only=True)``: no pickled code runs on load.
-Writes go to a temporary file in the same folder, are flushed to disk, and
-then renamed over the old file, so a crash leaves either the old or the new
-checkpoint, never a truncated one.
+Writes go through :func:`ppl_vae.storage.atomic_write`: a temporary file in
+the same folder, flushed to disk, then renamed over the old file, so a crash
+leaves either the old or the new checkpoint, never a truncated one.
 
 Every checkpoint :func:`save_checkpoint` writes carries ``sha256``, a SHA-256
 digest of its content (every tensor's dtype, shape and bytes and every plain
@@ -23,7 +23,6 @@ import hashlib
 import os
 import stat
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import torch
 
 from ppl_vae.errors import CheckpointError
+from ppl_vae.storage import atomic_write
 
 #: Bumped whenever the layout of the checkpoint dictionary changes.
 FORMAT_VERSION = 1
@@ -67,89 +67,6 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
     """Accept a checkpoint file or the training output folder that holds one."""
     path = Path(path)
     return path / CHECKPOINT_NAME if path.is_dir() else path
-
-
-def remove_stale_temporaries(folder: str | os.PathLike, names: tuple[str, ...]) -> None:
-    """Delete the temporary files :func:`atomic_write` leaves for ``names`` when its process is killed.
-
-    Deletes every ``.NAME.*.tmp``, whoever wrote it: call it only on folders
-    that ppl_vae owns. Run folders use :class:`ppl_vae.training.run_folder.RunFolder`,
-    which removes only the temporaries its own runs created.
-    """
-    for name in names:
-        for stale in Path(folder).glob(f".{name}.*.tmp"):
-            stale.unlink(missing_ok=True)
-
-
-def temporary_name(path: str | os.PathLike, tag: str) -> Path:
-    """The temporary file :func:`atomic_write` uses for ``path`` when given ``tag``."""
-    path = Path(path)
-    return path.parent / f".{path.name}.{tag}.tmp"
-
-
-def atomic_write(path: str | os.PathLike, write: Any, tag: str | None = None) -> None:
-    """Write a file atomically: ``write(file)`` into a temporary file, fsync, rename.
-
-    The new file gets the permissions the umask allows (as ``open`` would give),
-    not the 0600 of ``tempfile.mkstemp``.
-
-    Parameters
-    ----------
-    path : path-like
-        Final location; its folder must exist.
-    write : callable
-        Called with a binary file object open for writing.
-    tag : str, optional
-        Name the temporary file ``.NAME.TAG.tmp`` (see :func:`temporary_name`),
-        so that its owner can recognize it if the process dies; by default a
-        random name. Inside a folder held by :func:`ppl_vae.training.run_folder.hold`
-        the run's tag is used and the file is recorded in its manifest.
-    """
-    path = Path(path)
-    if tag is None:
-        from ppl_vae.training.run_folder import claim_for_write
-
-        tag = claim_for_write(path)
-    if tag is None:
-        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    else:
-        tmp_name = str(temporary_name(path, tag))
-        # A fresh file: never one that stands there already (a link planted in the folder).
-        fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def _umask() -> int:
-    """The process's umask: from /proc where Linux shows it, else by setting it and back."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # not thread-safe for that instant, hence the /proc route first
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, tag: str | None = None) -> None:
-    """Write a text file atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda handle: handle.write(text.encode("utf-8")), tag)
 
 
 def content_digest(value: Any) -> str:

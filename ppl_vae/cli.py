@@ -56,12 +56,7 @@ import numpy as np  # noqa: E402  (the modules below import matplotlib)
 import pyro
 import torch
 
-from ppl_vae.checkpoint import (
-    CHECKPOINT_NAME,
-    atomic_write,
-    atomic_write_text,
-    load_checkpoint,
-)
+from ppl_vae.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from ppl_vae.data import (
     BINARIZE_MODES,
     KNOWN_DATASETS,
@@ -71,12 +66,7 @@ from ppl_vae.data import (
 )
 from ppl_vae.devices import resolve_device
 from ppl_vae.errors import ConfigError, DataError, PplVaeError, TrainingInterrupted
-from ppl_vae.evaluation.compare import (
-    METHODS,
-    CompareConfig,
-    compare_posteriors,
-    json_safe,
-)
+from ppl_vae.evaluation.compare import METHODS, CompareConfig, compare_posteriors
 from ppl_vae.evaluation.diagnostics import plot_pair, plot_trace
 from ppl_vae.evaluation.log_px import ais_lines, ais_report, bdmc_report, iwae_advice
 from ppl_vae.evaluation.plots import plot_posterior_comparison, save_image_grid
@@ -100,6 +90,7 @@ from ppl_vae.models import (
     model_class_name,
 )
 from ppl_vae.models.base import check_positive_int
+from ppl_vae.storage import atomic_write, atomic_write_text, hold, json_safe
 from ppl_vae.training import METRICS_NAME, SVIConfig, train
 from ppl_vae.training.distributed import (
     World,
@@ -109,7 +100,7 @@ from ppl_vae.training.distributed import (
     launched_by_torchrun,
     shutdown,
 )
-from ppl_vae.training.run_folder import hold
+from ppl_vae.training.run_folder import LEGACY_TRAIN_FILES
 
 EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -218,7 +209,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
     fit.add_argument("--fixed-threads", action="store_true",
                      help="keep torch's CPU thread count even while other processes take cores "
-                          "(bit-identical to an idle run, but 2-4x slower on a shared machine)")
+                          "(bit-identical to an idle run, but slower while others take cores)")
     fit.add_argument("--no-cuda-graph", action="store_true",
                      help="on a GPU, launch every kernel of every step from Python instead of "
                           "replaying the step recorded once as a CUDA graph (same numbers; slower)")
@@ -501,8 +492,8 @@ def _train(args: argparse.Namespace, device: torch.device, world: World) -> int:
     out = Path(args.out)
     quiet = args.quiet or not world.is_main
     outputs = [name for name in _TRAIN_OUTPUTS if name != "samples.png" or data.image_shape]
-    folder = (hold(out, "train", outputs, resume=args.resume, overwrite=args.overwrite)
-              if world.is_main else contextlib.nullcontext())
+    folder = (hold(out, "train", outputs, resume=args.resume, overwrite=args.overwrite,
+                   adopt=LEGACY_TRAIN_FILES) if world.is_main else contextlib.nullcontext())
     with folder:
         if not quiet:
             print(f"training a {model_type.__name__} (latent_dim {args.latent_dim}, hidden {args.hidden_dims}, "

@@ -37,10 +37,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ppl_vae.checkpoint import atomic_write, atomic_write_text
 from ppl_vae.errors import ConfigError, DataError
 from ppl_vae.models.networks import ACTIVATIONS
 from ppl_vae.safe_files import read_regular
+from ppl_vae.storage import atomic_write, atomic_write_text
 
 #: Test points embedded in the page by default: 500 MNIST digits are about 0.5 MB.
 DEFAULT_MAX_POINTS = 500

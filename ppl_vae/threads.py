@@ -4,13 +4,12 @@ Eager torch runs each operator on a team of OpenMP threads that meet at a
 barrier when it ends, and by default the early ones spin there. With every
 core free, torch's own thread count is the fastest. When another process
 keeps one of the cores busy, the thread that shares that core runs only in
-the scheduler's time slices, and every operator waits for it: on a 2-core
-machine with one busy process beside it, training the default VAE took
-2.8-3.5x its idle time per step, batched NUTS 3.5-3.7x. A team that fits the
-free cores loses far less (one thread: 1.6x the idle two-thread time for
-training, 1.2x for NUTS). No fixed setting is best both ways: one thread, or
-``OMP_WAIT_POLICY=PASSIVE``, costs 1.2-1.5x when the machine is idle
-(``benchmarks/contention.py``).
+the scheduler's time slices, and every operator waits for it, so a team
+sized for every core slows down most when a core is taken. A team that fits
+the free cores loses far less. No fixed setting is best both ways: one
+thread, or ``OMP_WAIT_POLICY=PASSIVE``, is slower when the machine is idle.
+``benchmarks/contention.py`` measures each policy idle and under load (the
+table is on the documentation's speed page).
 
 :class:`FreeCoreThreads` watches the machine while a loop runs: four times a
 second it reads how much CPU time the whole machine spent (``/proc/stat``)

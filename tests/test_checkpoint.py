@@ -11,16 +11,15 @@ import torch
 from ppl_vae.checkpoint import (
     FORMAT_VERSION,
     RESUME_KEYS,
-    atomic_write,
     check_same_config,
     content_digest,
     load_checkpoint,
-    remove_stale_temporaries,
     require_keys,
     save_checkpoint,
 )
 from ppl_vae.errors import CheckpointError
 from ppl_vae.models import VAE
+from ppl_vae.storage import atomic_write, remove_stale_temporaries
 
 
 def minimal_checkpoint() -> dict:

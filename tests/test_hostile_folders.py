@@ -29,10 +29,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ppl_vae.checkpoint import atomic_write_text
 from ppl_vae.errors import PplVaeError
 from ppl_vae.explorer import POSTERIOR_DRAWS_NAME, CompareResults, load_compare_results
-from ppl_vae.training.run_folder import LOCK_NAME, MANIFEST_NAME, hold
+from ppl_vae.storage import LOCK_NAME, MANIFEST_NAME, atomic_write_text, hold
+from ppl_vae.training.run_folder import LEGACY_TRAIN_FILES
 
 #: Examples per property in the default suite: each builds a small tree of files (milliseconds).
 EXAMPLES = 100
@@ -161,7 +161,8 @@ def _hold_and_write(run: Path, recipe: dict) -> None:
     """What train and compare do with their folder: hold it, then write one file into it."""
     try:
         with hold(run, recipe["owner"], recipe["names"], resume=recipe["resume"],
-                  overwrite=recipe["overwrite"]):
+                  overwrite=recipe["overwrite"],
+                  adopt=LEGACY_TRAIN_FILES if recipe["owner"] == "train" else ()):
             try:
                 atomic_write_text(run / "summary.json", "{}\n")
             except OSError as error:  # e.g. a folder where the file goes: one line, status 2

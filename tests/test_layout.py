@@ -5,9 +5,6 @@ statement in it counts, also those inside functions; only imports under
 ``if TYPE_CHECKING:`` are exempt (they never run). Each module belongs to a
 layer, and may import only from its own layer or a lower one. The "Layout"
 section of ``docs/contributing.md`` draws the same picture.
-
-Old module paths kept for one release (:mod:`ppl_vae._moved`) import nothing
-but ``ppl_vae._moved``; the names they forward to are strings, not imports.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ppl_vae"
 #: Layers from the bottom up; a module may import from its own layer and those below it.
 #: ``training`` and ``evaluation`` share a rank but may not import each other.
 LAYERS: dict[str, int] = {
-    "base": 0,          # errors, validation, rng, devices, threads, checkpoint, the old-path forwarders
+    "base": 0,          # errors, validation, rng, devices, threads, safe_files, storage, checkpoint
     "data": 1,          # ppl_vae/data/: loaders, binarization, synthetic sets, corruptions
     "models": 2,        # ppl_vae/models/
     "inference": 3,     # ppl_vae/inference/: ELBOs, importance sampling, MCMC, local q*
@@ -42,10 +39,6 @@ ALLOWED = {
     # MCMCResult.to_inference_data(), a convenience method, converts the draws with the one
     # ArviZ module (evaluation/diagnostics.py); the import runs only when the method is called.
     ("ppl_vae.inference.mcmc.api", "ppl_vae.evaluation.diagnostics"),
-    # atomic_write asks the run folder it writes into (if one is held) for a temporary-file tag
-    # and records the file in its manifest; turning this into a hook that run_folder.py
-    # registers with checkpoint.py is a change to the training package.
-    ("ppl_vae.checkpoint", "ppl_vae.training.run_folder"),
 }
 
 #: Outside the package: only the CLI may import its console entry point; nothing imports
@@ -153,11 +146,14 @@ def test_every_allowed_exception_is_still_needed():
     ("ppl_vae.evaluation.compare", "ppl_vae.training", True),
     ("ppl_vae.explorer", "ppl_vae.cli", True),
     ("ppl_vae.checkpoint", "ppl_vae.data", True),
+    ("ppl_vae.checkpoint", "ppl_vae.training.run_folder", True),
+    ("ppl_vae.storage", "ppl_vae.training", True),
     ("ppl_vae.training.loop", "ppl_vae_console", True),
     ("ppl_vae.inference.mcmc.api", "benchmarks.peers", True),
     ("ppl_vae.evaluation.compare", "ppl_vae.inference.mcmc", False),
     ("ppl_vae.inference.importance", "ppl_vae.models.base", False),
     ("ppl_vae.models.vae", "ppl_vae.validation", False),
+    ("ppl_vae.checkpoint", "ppl_vae.storage", False),
     ("ppl_vae.cli", "ppl_vae_console", False),
     ("ppl_vae", "ppl_vae.training", False),
 ])
@@ -175,19 +171,13 @@ def test_imports_in_functions_count_and_type_checking_blocks_do_not():
     assert [target for target, _ in found] == ["typing", "ppl_vae.training", "ppl_vae.models"]
 
 
-def _forwards_only(path: Path) -> bool:
-    """An old module path kept for one release: it only forwards to where its names moved."""
-    text = path.read_text()
-    return "from ppl_vae._moved import forward" in text and len(text.splitlines()) < 12
-
-
 def test_the_documented_layout_names_every_module():
     """The Layout section of docs/contributing.md stays true: every module file of the package
     appears in it."""
     page = (PACKAGE.parent / "docs" / "contributing.md").read_text()
     section = page.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
     missing = [str(path.relative_to(PACKAGE)) for path in MODULES
-               if path.name != "__init__.py" and not _forwards_only(path) and path.name not in section]
+               if path.name != "__init__.py" and path.name not in section]
     assert not missing, f"the Layout section of docs/contributing.md does not mention {missing}"
     assert all(f"{folder}/" in section for folder in ("data", "models", "inference", "mcmc",
                                                        "training", "evaluation"))

@@ -30,7 +30,7 @@ from ppl_vae.checkpoint import content_digest, save_checkpoint
 from ppl_vae.cli import EXIT_ERROR, main
 from ppl_vae.errors import PplVaeError
 from ppl_vae.inference import iwae
-from ppl_vae.training.run_folder import MANIFEST_NAME
+from ppl_vae.storage import MANIFEST_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ def _cli(args: list[str]) -> subprocess.Popen:
 def test_1_a_second_writer_gets_the_holders_pid_and_readers_keep_working(trained, capsys,
                                                                          tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom ppl_vae.training.run_folder import hold\n"
+        [sys.executable, "-c", "import sys, time\nfrom ppl_vae.storage import hold\n"
          f"with hold({str(trained)!r}, 'train'):\n print('held', flush=True)\n time.sleep(60)"],
         env=_env(), stdout=subprocess.PIPE, text=True)
     try:

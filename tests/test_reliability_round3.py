@@ -24,7 +24,7 @@ from ppl_vae.checkpoint import content_digest, load_checkpoint, save_checkpoint
 from ppl_vae.cli import EXIT_ERROR, main
 from ppl_vae.errors import CheckpointError, ConfigError, DataError, TrainingDivergedError
 from ppl_vae.explorer import EXPLORER_DRAWS, POSTERIOR_DRAWS_NAME, load_compare_results
-from ppl_vae.training.run_folder import LOCK_NAME, MANIFEST_NAME, hold
+from ppl_vae.storage import LOCK_NAME, MANIFEST_NAME, hold
 
 ROOT = Path(__file__).resolve().parents[1]
 #: ``compare`` at its smallest: the tests below need it to reach its folder, not NUTS.

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from ppl_vae.checkpoint import atomic_write_text
 from ppl_vae.errors import ConfigError
-from ppl_vae.training.run_folder import LOCK_NAME, MANIFEST_NAME, claim_for_write, hold
+from ppl_vae.storage import LOCK_NAME, MANIFEST_NAME, atomic_write_text, claim_for_write, hold
+from ppl_vae.training.run_folder import LEGACY_TRAIN_FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ def _holder(folder: Path) -> subprocess.Popen:
     """Another process holding ``folder`` until it is killed; returns once it holds it."""
     script = textwrap.dedent(f"""
         import sys, time
-        from ppl_vae.training.run_folder import hold
+        from ppl_vae.storage import hold
         with hold({str(folder)!r}, "train"):
             print("held", flush=True)
             time.sleep(120)
@@ -117,6 +117,16 @@ def test_only_the_temporaries_of_ppl_vae_runs_are_removed(tmp_path):
     with hold(tmp_path, "train", resume=True):
         pass
     assert not ours.exists() and theirs.read_text() == "mine"
+
+
+def test_a_training_folder_older_than_manifests_is_adopted_only_when_asked(tmp_path):
+    for name in ("checkpoint.pt", "metrics.jsonl", "notes.txt"):
+        (tmp_path / name).write_text("an old run")
+    with pytest.raises(ConfigError, match="checkpoint.pt was not written by ppl_vae"):
+        with hold(tmp_path, "train", ("checkpoint.pt",), resume=True):
+            pass
+    with hold(tmp_path, "train", ("checkpoint.pt",), resume=True, adopt=LEGACY_TRAIN_FILES) as folder:
+        assert folder.files == {"checkpoint.pt": "train", "metrics.jsonl": "train"}
 
 
 def test_a_failed_run_leaves_no_folder_and_an_existing_folder_as_it_was(tmp_path):

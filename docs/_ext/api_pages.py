@@ -30,26 +30,11 @@ PACKAGES = ("ppl_vae", "ppl_vae.data", "ppl_vae.models", "ppl_vae.inference", "p
 SKIP = {"ppl_vae.cli"}
 
 
-def forwards(module: Any) -> bool:
-    """A module that only forwards its names to where they moved (:mod:`ppl_vae._moved`).
-
-    A package that exports names (``__all__``) and forwards only the ones that
-    left it, as ``ppl_vae.inference`` does, is not one.
-    """
-    forwarder = getattr(module, "__getattr__", None)
-    return getattr(forwarder, "__module__", None) == "ppl_vae._moved" and not hasattr(module, "__all__")
-
-
-def moved(name: str) -> bool:
-    """An old module path kept for one release (:mod:`ppl_vae._moved`): no page of its own."""
-    return forwards(importlib.import_module(name))
-
-
 def modules() -> list[str]:
     root = importlib.import_module(PACKAGE)
     names = [info.name for info in pkgutil.walk_packages(root.__path__, PACKAGE + ".")]
     return sorted(name for name in names if name not in SKIP and name not in PACKAGES
-                  and not name.rsplit(".", 1)[-1].startswith("_") and not moved(name))
+                  and not name.rsplit(".", 1)[-1].startswith("_"))
 
 
 def canonical(obj: Any) -> str | None:
@@ -123,7 +108,7 @@ def _index_page(names: list[str]) -> str:
         "Inference": [n for n in names if n.startswith("ppl_vae.inference.")],
         "Training": [n for n in names if n.startswith("ppl_vae.training.")],
         "Evaluation": [n for n in names if n.startswith("ppl_vae.evaluation.")],
-        "Checkpoints, checks, random numbers, threads and the explorer": [
+        "Checkpoints, files written safely, checks, random numbers, threads and the explorer": [
             n for n in names if n.count(".") == 1],
     }
     lines = ["# API reference", "",
@@ -162,8 +147,6 @@ def _lookup(path: str) -> Any:
             obj: Any = importlib.import_module(".".join(parts[:split]))
         except ImportError:
             continue
-        if forwards(obj) and split > 1:
-            continue  # an old module path: ppl_vae.inference.batched_nuts is the exported function
         try:
             for attribute in parts[split:]:
                 obj = getattr(obj, attribute)

@@ -58,6 +58,7 @@ from ppl_vae.inference.program import (
 )
 from ppl_vae.models.base import check_positive_int
 from ppl_vae.rng import keeps_global_rng
+from ppl_vae.storage import json_safe
 
 METHODS = ("encoder", "local_gaussian", "flow")
 
@@ -248,17 +249,6 @@ class Comparison:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, allow_nan=False)
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by None, recursively (for valid JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value
 
 
 def guide_samples(guide: Any, x: torch.Tensor, num_samples: int,

@@ -20,8 +20,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ppl_vae.checkpoint import atomic_write
 from ppl_vae.errors import ConfigError, DataError
+from ppl_vae.storage import atomic_write
 
 if TYPE_CHECKING:
     import arviz as az

@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ppl_vae.checkpoint import atomic_write
 from ppl_vae.errors import DataError
+from ppl_vae.storage import atomic_write
 
 if TYPE_CHECKING:
     from ppl_vae.evaluation.compare import Comparison

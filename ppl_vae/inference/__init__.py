@@ -62,16 +62,3 @@ __all__ = [
     "posterior_moments",
     "sample_posterior",
 ]
-
-# Training moved to ppl_vae.training, diagnostics, comparisons and representation metrics to
-# ppl_vae.evaluation; the old names still resolve here, with a warning, for one release.
-from ppl_vae._moved import forward, moved_module  # noqa: E402
-
-__getattr__ = forward(__name__, "ppl_vae.evaluation", "ppl_vae.training")
-
-# Modules renamed or moved into mcmc/ (their files moved whole, with their history): the old
-# paths still import, and their names resolve with a warning, for one release.
-for _old, _new in (("batched_nuts", "mcmc.batched_nuts"), ("adaptation", "mcmc.adaptation"),
-                   ("likelihood", "importance"), ("posteriors", "local_vi")):
-    moved_module(f"{__name__}.{_old}", f"{__name__}.{_new}")
-del _old, _new

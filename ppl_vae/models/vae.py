@@ -118,10 +118,6 @@ class NeuralModel(ProbabilisticModel):
         return self.observation.distribution(self.decoder(z))
 
 
-#: The old name of :class:`NeuralModel` (a mixin then); goes in the next release.
-NeuralLikelihoodMixin = NeuralModel
-
-
 class VAE(NeuralModel, GaussianLatentModel):
     """A variational autoencoder with Gaussian prior and amortized Gaussian posterior.
 

@@ -4,7 +4,7 @@
 * :mod:`~ppl_vae.training.config`: :class:`SVIConfig`, :class:`TrainResult`;
 * :mod:`~ppl_vae.training.state`: what a checkpoint holds and how a run resumes;
 * :mod:`~ppl_vae.training.checks`: same data on resume, loud explosions;
-* :mod:`~ppl_vae.training.run_folder`: one run per folder, files ppl_vae did not write kept;
+* :mod:`~ppl_vae.training.run_folder`: ``train``'s folder (held with :mod:`ppl_vae.storage`), its metrics;
 * :mod:`~ppl_vae.training.signals`: SIGINT / SIGTERM finish the step and save;
 * :mod:`~ppl_vae.training.distributed`: DistributedDataParallel under ``torchrun``.
 """

@@ -1,10 +1,11 @@
 """The training step recorded once as a CUDA graph and replayed: the GPU path without launch overhead.
 
 On a GPU one SVI step of a small VAE (784-400-20, batch 128) is about a
-hundred kernels of a few microseconds each: the forward pass, the backward
-pass and the fused Adam update. Launched one by one from Python the GPU mostly
-waits for the CPU. A CUDA graph records those kernels once (loss, backward,
-optional gradient clipping, optimizer step) and replays them with one launch.
+hundred small kernels: the forward pass, the backward pass and the fused Adam
+update. Each takes less time to run than Python takes to launch it, so
+launched one by one the GPU mostly waits for the CPU. A CUDA graph records
+those kernels once (loss, backward, optional gradient clipping, optimizer
+step) and replays them with one launch.
 
 Replay runs the recorded kernels on the recorded memory: the batch is copied
 into one static input tensor, the gradients and the loss live in the graph's

@@ -129,10 +129,10 @@ def train(
         False runs every step eagerly.
     adapt_threads : bool
         Keep torch's CPU thread count at the cores other processes leave free
-        (:mod:`ppl_vae.threads`; restored afterwards): on a machine shared with
-        a busy process, training slows down 1.6x instead of 2.8-3.5x. Sums over
-        another number of threads may round differently in the last bits;
-        False leaves torch's setting alone.
+        (:mod:`ppl_vae.threads`; restored afterwards), so that a busy process
+        beside training slows it down far less than a thread team sized for
+        every core would. Sums over another number of threads may round
+        differently in the last bits; False leaves torch's setting alone.
 
     Returns
     -------
@@ -229,9 +229,9 @@ def adam(parameters: Iterable[torch.nn.Parameter], learning_rate: float) -> torc
     """``torch.optim.Adam``, fused (one kernel over all parameters per step) where the device has it.
 
     The update is Adam's, equal to the default (foreach) implementation up to
-    float rounding; on the 784-400-20 VAE (batch 128, 2-core CPU) the whole
-    training step takes 0.82x the time (4.76 against 5.77 ms; the profile:
-    the foreach update was a quarter of the step).
+    float rounding, and it replaces that update's many small per-parameter
+    operators, a large share of a small model's step on a CPU, with one
+    kernel (``benchmarks/step_profile.py`` measures both).
     """
     parameters = list(parameters)
     fused = all(p.device.type in FUSED_ADAM_DEVICES and p.is_floating_point() for p in parameters)
