@@ -15,7 +15,7 @@ from ppl_vae.errors import (
     PplVaeError,
     TrainingDivergedError,
 )
-from ppl_vae.inference import elbo, iwae
+from ppl_vae.inference import Program, compile_program, elbo, iwae
 from ppl_vae.models import (
     VAE,
     Autoencoder,
@@ -39,12 +39,14 @@ __all__ = [
     "GaussianMixture",
     "LinearGaussian",
     "PplVaeError",
+    "Program",
     "PyroProgram",
     "TwoLayerVAE",
     "SVIConfig",
     "TrainResult",
     "TrainingDivergedError",
     "build_model",
+    "compile_program",
     "elbo",
     "iwae",
     "load_checkpoint",

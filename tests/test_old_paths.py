@@ -92,12 +92,7 @@ def test_the_data_package_keeps_every_public_name_of_the_old_module_as_a_plain_a
     assert callable(data.binarize)  # the function, not the submodule binarization.py
 
 
-def test_a_renamed_function_forwards_with_a_warning(monkeypatch):
-    """``fit_point_guide`` is still in inference/local_vi.py (that file is being rewritten apart)."""
+def test_the_renamed_fit_is_gone():
     from ppl_vae.inference import local_vi
 
-    calls = []
-    monkeypatch.setattr(local_vi, "fit_point_posterior", lambda *args, **kwargs: calls.append((args, kwargs)))
-    with pytest.warns(DeprecationWarning, match="renamed fit_point_posterior"):
-        local_vi.fit_point_guide("model", "x", posterior="q", seed=3)
-    assert calls == [(("model", "x"), {"posterior": "q", "seed": 3})]
+    assert not hasattr(local_vi, "fit_point_guide") and hasattr(local_vi, "fit_point_posterior")

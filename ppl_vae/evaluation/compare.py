@@ -46,15 +46,14 @@ from ppl_vae.errors import ConfigError
 from ppl_vae.evaluation.diagnostics import ConvergenceReport, check_convergence
 from ppl_vae.inference.ais import AISConfig, ais
 from ppl_vae.inference.defensive import defensive_mixture
-from ppl_vae.inference.importance import Estimate, check_data, elbo, iwae
+from ppl_vae.inference.compiled import resolve
+from ppl_vae.inference.importance import Estimate, elbo, iwae
 from ppl_vae.inference.local_vi import fit_flow_posterior, fit_local_gaussian
 from ppl_vae.inference.mcmc import MCMCResult, NUTSConfig, sample_posterior
 from ppl_vae.inference.program import (
     PARTICLES,
     ProgramStructure,
     flatten_latents,
-    inspect_program,
-    program_pair,
 )
 from ppl_vae.models.base import check_positive_int
 from ppl_vae.rng import keeps_global_rng
@@ -380,10 +379,11 @@ def compare_posteriors(model: Any, x: torch.Tensor, config: CompareConfig = Comp
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
         A trained model object (VAE, LinearGaussian, a subclass), or a Pyro
         program ``model(x)`` whose local latent sites lie in a plate over the
-        rows of ``x``; it is not changed. Every method covers all continuous
+        rows of ``x``, or either compiled; it is not changed, and it is read
+        (traced) once for all the methods. Every method covers all continuous
         latent sites jointly (one flat vector per point, each site on its
         support); enumerated discrete sites are summed out.
     x : Tensor, shape (num_points, data_dim)
@@ -399,15 +399,15 @@ def compare_posteriors(model: Any, x: torch.Tensor, config: CompareConfig = Comp
     -------
     Comparison
     """
-    check_data(model, x, "compare_posteriors")
-    program, own_guide = program_pair(model, guide)
+    program = resolve(model, x, guide, "compare_posteriors")  # read once, handed to every method
+    own_guide = program.guide_program
     if own_guide is None:
         raise ConfigError("compare_posteriors needs the amortized guide q(z | x) the model was "
                           "trained with: pass guide=")
-    structure = inspect_program(program, own_guide, x, need_guide=False)
+    structure = program.require(x, "compare_posteriors", per_point=False)
     index = list(point_index) if point_index is not None else list(range(len(x)))
     started = time.perf_counter()
-    nuts = sample_posterior(model, x, config.nuts, index, guide=guide)
+    nuts = sample_posterior(program, x, config.nuts, index)
     reference = nuts.samples.flatten(0, 1)
     convergence = check_convergence(nuts.to_inference_data())
     rows = [MethodResult("nuts", None, None, None, None, 0.0, 1.0, None,
@@ -416,23 +416,21 @@ def compare_posteriors(model: Any, x: torch.Tensor, config: CompareConfig = Comp
     guides: dict[str, Any] = {"encoder": own_guide}
     fit_times = {"encoder": 0.0}
     if "local_gaussian" in config.methods:
-        fit = fit_local_gaussian(model, x, guide=guide, max_steps=config.fit_max_steps,
-                                 seed=config.seed)
+        fit = fit_local_gaussian(program, x, max_steps=config.fit_max_steps, seed=config.seed)
         guides["local_gaussian"], fit_times["local_gaussian"] = fit.posterior, fit.wall_time
     if "flow" in config.methods:
-        fit = fit_flow_posterior(model, x, start=guides["local_gaussian"], num_flows=config.num_flows,
-                                 guide=guide, max_steps=config.fit_max_steps, seed=config.seed,
-                                 num_particles=8)
+        fit = fit_flow_posterior(program, x, start=guides["local_gaussian"], num_flows=config.num_flows,
+                                 max_steps=config.fit_max_steps, seed=config.seed, num_particles=8)
         guides["flow"], fit_times["flow"] = fit.posterior, fit.wall_time
 
     pyro.set_rng_seed(config.seed)
     elbos: dict[str, Estimate] = {}
     bounds: dict[str, Estimate] = {}
     for name, fitted in guides.items():
-        proposal = guide if name == "encoder" else fitted
+        proposal = program if name == "encoder" else program.with_guide(fitted)
         evaluated = time.perf_counter()
-        elbos[name] = elbo(model, x, config.elbo_samples, guide=proposal)
-        bounds[name] = iwae(model, x, config.iwae_samples, guide=proposal)
+        elbos[name] = elbo(proposal, x, config.elbo_samples)
+        bounds[name] = iwae(proposal, x, config.iwae_samples)
         program_of = own_guide if name == "encoder" else fitted.guide
         draws = guide_samples(program_of, x, DISTANCE_SAMPLES, structure)
         mean_error, sd_ratio, distance = _distances(draws, reference)
@@ -449,13 +447,12 @@ def compare_posteriors(model: Any, x: torch.Tensor, config: CompareConfig = Comp
     # largest estimate would favour a noisy over-estimate from a poor one). The defensive
     # mixture, whose weights are bounded, is a candidate too and the cross-check on all points.
     q_star = guides.get("local_gaussian")
-    mixture = defensive_mixture(model, x, *((q_star.loc.detach(), q_star.scale.detach())
-                                            if q_star is not None else ()),
-                                guide=guide, seed=config.seed)
-    candidates = bounds | {DEFENSIVE: iwae(model, x, config.iwae_samples, guide=mixture)}
+    mixture = defensive_mixture(program, x, *((q_star.loc.detach(), q_star.scale.detach())
+                                              if q_star is not None else ()), seed=config.seed)
+    candidates = bounds | {DEFENSIVE: iwae(program, x, config.iwae_samples, guide=mixture)}
     if config.ais is not None:
         annealed = time.perf_counter()
-        candidates[AIS] = ais(model, x, guide=guide, config=config.ais)
+        candidates[AIS] = ais(program, x, config=config.ais)
         rows.append(MethodResult(AIS, None, None, candidates[AIS].mean, candidates[AIS].mean_stderr,
                                  None, None, None, time.perf_counter() - annealed,
                                  flagged_share=candidates[AIS].flagged_share))

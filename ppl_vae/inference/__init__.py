@@ -1,5 +1,6 @@
 """Inference algorithms for ppl_vae models: ELBOs, importance sampling, NUTS on the latents, local q*."""
 
+from ppl_vae.inference.compiled import Program, compile_program
 from ppl_vae.inference.importance import (
     Estimate,
     elbo,
@@ -44,8 +45,10 @@ __all__ = [
     "MCMCResult",
     "NUTSConfig",
     "OBJECTIVES",
+    "Program",
     "ProgramStructure",
     "batched_nuts",
+    "compile_program",
     "direct_elbo_loss",
     "elbo",
     "elbo_terms",

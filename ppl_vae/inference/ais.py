@@ -24,7 +24,7 @@ run on data like it.
 
 Everything runs in the unconstrained space of the continuous latent sites
 (``biject_to(support)``, the Jacobian included), on the density NUTS samples
-(``Target`` in :mod:`ppl_vae.inference.mcmc.api`): the library's models, their
+(``Target`` in :mod:`ppl_vae.inference.compiled`): the library's models, their
 subclasses and users' programs (several sites, constrained sites,
 enumerated discrete sites summed out) alike. f_0 is a diagonal Gaussian per
 point: q(z | x) itself for a Gaussian encoder, the moments of the guide's
@@ -44,15 +44,11 @@ import torch
 from pyro import poutine
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.importance import Estimate, check_data, check_per_point
-from ppl_vae.inference.mcmc.api import Target, _frozen, _starting_region
-from ppl_vae.inference.objectives import has_direct_elbo, likelihood_log_prob
+from ppl_vae.inference.compiled import Program, Target, resolve
+from ppl_vae.inference.importance import Estimate
 from ppl_vae.inference.program import (
     ProgramStructure,
-    inspect_program,
-    program_log_prior_and_joint,
     program_pair,
-    to_constrained,
     to_unconstrained,
     untouched_param_store,
 )
@@ -352,53 +348,32 @@ class _Problem:
         """``u -> (log f_0(u), log p(x, u))`` for chain-major rows of ``num_chains`` copies of the points."""
         x_rows = _repeat_rows(self.x, num_chains)
         if self.initial == "prior":
-            return lambda u: _prior_and_joint(self.target, x_rows, u)
+            return lambda u: self.target.log_prior_and_joint(x_rows, u)
         loc, scale = _repeat_rows(self.loc, num_chains), _repeat_rows(self.scale, num_chains)
         normalizer = scale.log().sum(-1) + 0.5 * loc.shape[-1] * math.log(2 * math.pi)
-        return lambda u: (-0.5 * ((u - loc) / scale).pow(2).sum(-1) - normalizer,
-                          _joint(self.target, x_rows, u))
+
+        def densities(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            log_initial = -0.5 * ((u - loc) / scale).pow(2).sum(-1) - normalizer
+            return log_initial, self.target.log_prior_and_joint(x_rows, u)[1]
+
+        return densities
 
 
 def _repeat_rows(values: torch.Tensor, copies: int) -> torch.Tensor:
     return values.detach().repeat(copies, *([1] * (values.dim() - 1)))
 
 
-def _joint(target: Target, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """log p(x, T(u)) + log |dT/du| per row."""
-    if target.direct:
-        with pyro.validation_enabled(False):
-            return target.model.prior(x).log_prob(u) + likelihood_log_prob(target.model.decode(u), x)
-    return target.log_density(x, u)
-
-
-def _prior_and_joint(target: Target, x: torch.Tensor, u: torch.Tensor
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """log p(T(u)) and log p(x, T(u)), each + log |dT/du|, per row."""
-    with pyro.validation_enabled(False):
-        if target.direct:
-            log_prior = target.model.prior(x).log_prob(u)
-            return log_prior, log_prior + likelihood_log_prob(target.model.decode(u), x)
-        program, _ = program_pair(target.model)
-        values, log_det = to_constrained(u, target.structure)
-        log_prior, log_joint = program_log_prior_and_joint(program, x, values, target.structure)
-        return log_prior + log_det, log_joint + log_det
-
-
-def _setup(model: object, x: torch.Tensor, guide: object, config: AISConfig, where: str
-           ) -> tuple[Target, object, object]:
-    """Check the data and settings, inspect the program once, build the frozen target."""
-    check_data(model, x, where)
-    program, own_guide = program_pair(model, guide)
-    if config.initial == "guide" and own_guide is None:
+def _setup(model: object, x: torch.Tensor, guide: object, config: AISConfig, where: str) -> Program:
+    """Check the data and settings; the program, compiled once, with a continuous latent site."""
+    program = resolve(model, x, guide, where)
+    if config.initial == "guide" and program.guide_program is None:
         raise ConfigError(f"{where} with initial='guide' needs a guide: pass guide=..., or "
                           "initial='prior' to anneal from the prior")
-    structure = inspect_program(program, own_guide, x, need_guide=False)
-    check_per_point(model, program, structure, x, where)
+    structure = program.require(x, where)
     if not structure.continuous:
         raise ConfigError(f"{where}: the model has no continuous latent site; its log p(x) is "
                           "exact by enumeration (iwae with any K gives it)")
-    direct = guide is None and has_direct_elbo(model, x)
-    return Target(_frozen(model, x), structure, direct), program, own_guide
+    return program
 
 
 def _chunks(num_points: int, config: AISConfig) -> Iterator[tuple[int, slice]]:
@@ -439,9 +414,8 @@ def _prior_draws(target: Target, x: torch.Tensor, structure: ProgramStructure, n
         torch.manual_seed(seed)
         if target.direct:
             return target.model.prior(rows).sample()
-        program, _ = program_pair(target.model)
         with pyro.validation_enabled(False):
-            trace = poutine.trace(program).get_trace(rows)
+            trace = poutine.trace(target.program).get_trace(rows)
         values = {site.name: trace.nodes[site.name]["value"] for site in structure.continuous}
         return to_unconstrained(values, structure).reshape(len(rows), -1)
 
@@ -473,16 +447,16 @@ def _estimate(log_weights: list[torch.Tensor], dtype: torch.dtype, negate: bool 
     return Estimate(sign * value, trusted, num_chains, k, ess.to(dtype), stderr, reliable)
 
 
-def _problem(model: object, guide: object, x: torch.Tensor, target: Target, config: AISConfig
-             ) -> _Problem:
+def _problem(program: Program, x: torch.Tensor, config: AISConfig) -> _Problem:
     """f_0 for some points: the guide's Gaussian, or the prior (its draws' moments set the mass)."""
+    target = program.target
     if config.initial == "prior":
         draws = _prior_draws(target, x, target.structure, PRIOR_MOMENT_DRAWS, config.seed)
         draws = draws.reshape(PRIOR_MOMENT_DRAWS, len(x), -1)
         loc, scale = draws.mean(0), draws.std(0).clamp_min(1e-3)
     else:
         with torch.no_grad():
-            loc, scale = _starting_region(model, guide, x, target, config.seed)
+            loc, scale = program.starting_region(x, config.seed)
     return _Problem(target, x, loc.detach(), scale.detach(), config.initial)
 
 
@@ -515,7 +489,8 @@ def ais_log_weights(model: object, x: torch.Tensor, guide: object = None,
     -------
     dict of int to Tensor, each shape (num_chains, points in the chunk)
     """
-    target, _, own_guide = _setup(model, x, guide, config, "ais")
+    program = _setup(model, x, guide, config, "ais")
+    target = program.target
     betas = annealing_schedule(config.num_temperatures, config.schedule)
     chains = config.num_chains + config.tuning_chains
     wanted = range(num_chunks(len(x), config)) if chunks is None else chunks
@@ -523,7 +498,7 @@ def ais_log_weights(model: object, x: torch.Tensor, guide: object = None,
     for index, rows in _chunks(len(x), config):
         if index not in wanted:
             continue
-        problem = _problem(model, own_guide, x[rows], target, config)
+        problem = _problem(program, x[rows], config)
         generator = chunk_generator(config, index, x.device)
         init = _start(problem, target.structure, config, generator, config.seed + index)
         weights[index] = anneal(problem.densities(chains), init, _repeat_rows(problem.scale, chains),
@@ -545,7 +520,7 @@ def ais(model: object, x: torch.Tensor, guide: object = None, config: AISConfig 
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
         A trained model, or a Pyro program ``model(x)`` whose latent sites lie
         in a plate over the rows of ``x`` (the contract of
         :func:`~ppl_vae.inference.mcmc.api.sample_posterior`).
@@ -610,7 +585,7 @@ def simulate(model: object, x: torch.Tensor, seed: int = 0) -> tuple[torch.Tenso
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
         Its program must have one observed site whose value has the shape of ``x``.
     x : Tensor, shape (num_points, ...)
         Only its shape, dtype and device are used (and any arguments the
@@ -623,7 +598,7 @@ def simulate(model: object, x: torch.Tensor, seed: int = 0) -> tuple[torch.Tenso
     latents : dict of str to Tensor, each shape (num_points,) + event_shape
         Every latent site's value; the continuous ones are an exact posterior draw for the new ``x``.
     """
-    program, _ = program_pair(model)
+    program = model.model if isinstance(model, Program) else program_pair(model)[0]
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.no_grad(), pyro.validation_enabled(False), \
             untouched_param_store():
@@ -653,7 +628,7 @@ def bdmc(model: object, x: torch.Tensor, guide: object = None, config: AISConfig
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
     x : Tensor, shape (num_points, data_dim)
         Templates for the simulated points (their number, shape and device).
     guide : callable, optional
@@ -666,14 +641,15 @@ def bdmc(model: object, x: torch.Tensor, guide: object = None, config: AISConfig
     -------
     BDMCResult
     """
-    target, program, own_guide = _setup(model, x, guide, config, "bdmc")
-    simulated, latents = simulate(model, x, config.seed)
+    program = _setup(model, x, guide, config, "bdmc")
+    target = program.target
+    simulated, latents = simulate(program, x, config.seed)
     exact = to_unconstrained({site.name: latents[site.name] for site in target.structure.continuous},
                              target.structure).reshape(len(x), -1)
     betas = annealing_schedule(config.num_temperatures, config.schedule)
     forward, reverse = [], []
     for index, rows in _chunks(len(x), config):
-        problem = _problem(model, own_guide, simulated[rows], target, config)
+        problem = _problem(program, simulated[rows], config)
         chains = config.num_chains + config.tuning_chains
         generator = chunk_generator(config, index, x.device)
         init = _start(problem, target.structure, config, generator, config.seed + index)

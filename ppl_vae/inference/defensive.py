@@ -24,8 +24,9 @@ import pyro.distributions as dist
 import torch
 
 from ppl_vae.errors import ConfigError
+from ppl_vae.inference.compiled import resolve
 from ppl_vae.inference.local_vi import PointPosterior
-from ppl_vae.inference.program import inspect_program, latent_moments, program_pair
+from ppl_vae.inference.program import latent_moments
 
 #: Standard deviations of q* are multiplied by this in the widened component.
 WIDEN = 2.0
@@ -83,8 +84,8 @@ def defensive_mixture(model: Any, x: torch.Tensor, loc: torch.Tensor | None = No
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
-        A model object, or a Pyro program ``model(x)``.
+    model : ProbabilisticModel or callable or Program
+        A model object, or a Pyro program ``model(x)``, or either compiled.
     x : Tensor, shape (num_points, data_dim)
     loc, scale : Tensor, shape (num_points, latent_dim), optional
         q*, per-point Gaussians fitted to ``x`` (unconstrained, flat over the
@@ -98,12 +99,13 @@ def defensive_mixture(model: Any, x: torch.Tensor, loc: torch.Tensor | None = No
     -------
     DefensiveMixture
     """
-    program, own_guide = program_pair(model, guide)
+    compiled = resolve(model, x, guide, None)
+    own_guide = compiled.guide_program
     if own_guide is None:
         raise ConfigError("the defensive mixture needs a guide q(z | x): pass guide=")
-    structure = inspect_program(program, own_guide, x, need_guide=False)
-    guide_loc, guide_scale = latent_moments(program, own_guide, x, structure, seed)
-    prior_loc, prior_scale = latent_moments(program, None, x, structure, seed)
+    structure = compiled.require(x, "defensive_mixture", per_point=False)
+    guide_loc, guide_scale = latent_moments(compiled.model, own_guide, x, structure, seed)
+    prior_loc, prior_scale = latent_moments(compiled.model, None, x, structure, seed)
     if loc is None or scale is None:
         loc, scale = guide_loc, guide_scale
     mixture = DefensiveMixture(loc, scale, guide_loc, guide_scale, prior_loc, prior_scale)

@@ -15,10 +15,11 @@ a correct importance-weighted bound for local latents under subsampling.
 * IWAE:  log (1/K) sum_k w_k                     (a tighter bound, -> log p(x) as K grows)
 * naive: log (1/K) sum_k p(x | z_k), z_k ~ p(z)   (the prior as proposal)
 
-For the library's Gaussian-latent programs the weights are also written out
-directly (same draws and densities, no tracing); that path is taken only when
-:func:`~ppl_vae.inference.objectives.has_direct_elbo` finds, by tracing the
-programs, that they compute what the transcription computes.
+Each estimator compiles the model once (:func:`~ppl_vae.inference.compiled.compile_program`,
+or takes a :class:`~ppl_vae.inference.compiled.Program`) and draws its weights from
+it: for the library's Gaussian-latent programs from the transcription
+(:mod:`ppl_vae.inference.direct`: same draws and densities, no tracing), where
+the compiled program found, by tracing them, that they compute the same.
 """
 
 from __future__ import annotations
@@ -30,28 +31,21 @@ from typing import Any
 
 import pyro
 import torch
-from torch.distributions import Distribution
 
 from ppl_vae.errors import DataError
-from ppl_vae.inference.objectives import has_direct_elbo, likelihood_log_prob
-from ppl_vae.inference.program import (
-    ProgramStructure,
-    check_observed_support,
-    inspect_program,
-    program_log_joint,
-    program_log_terms,
-    program_pair,
-    refuse_scaled,
-    unflatten_latents,
-)
+from ppl_vae.inference import direct
+from ppl_vae.inference.compiled import Program, check_data, resolve, row_guide
+from ppl_vae.inference.program import LogDensityTerms, ProgramStructure, program_log_terms
 from ppl_vae.inference.psis import is_reliable, trusted_stderr
 from ppl_vae.inference.streaming import RunningLogMeanExp, RunningMean
-from ppl_vae.models.base import ProbabilisticModel, check_points, check_positive_int
+from ppl_vae.models.base import check_positive_int
+
+__all__ = ["Estimate", "check_data", "elbo", "elbo_terms", "iwae", "log_density_terms",
+           "log_importance_weights", "log_joint", "naive_prior"]
 
 #: Largest number of decoder outputs (particles x points x data_dim) held at once.
-#: 2^21 (8 MiB of float32 per tensor) is the fastest on CPUs, where passes that stay in
-#: cache beat larger ones (IWAE K = 5,000 on mnist5k: 2^21 about 1.9x faster than 2^24);
-#: GPUs want large passes and use 2^24.
+#: 2^21 (8 MiB of float32 per tensor) on CPUs, where passes that stay in cache beat larger
+#: ones; GPUs want large passes and use 2^24 (``benchmarks/iwae_evaluation.py`` measures both).
 MAX_CHUNK_ELEMENTS = 2**21
 MAX_CHUNK_ELEMENTS_CUDA = 2**24
 
@@ -136,50 +130,6 @@ def collect_estimate(values: list[torch.Tensor], errors: list[torch.Tensor],
                     delta_stderr)
 
 
-def check_data(model: Any, x: Any, where: str) -> None:
-    """Check data points before scoring: the model's own checks, or generic ones for a function.
-
-    Raises
-    ------
-    DataError
-        If ``x`` is not a non-empty floating-point tensor with finite values
-        (plus shape, device and range checks for a ppl_vae model).
-    """
-    if isinstance(model, ProbabilisticModel):
-        check_points(model, x, where)
-        return
-    if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[0] == 0:
-        raise DataError(f"{where} expects a non-empty torch.Tensor of data points (rows); got "
-                        f"{type(x).__name__ if not isinstance(x, torch.Tensor) else tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise DataError(f"{where} expects a floating-point tensor; got {x.dtype}. Convert it with x.float()")
-    if x.is_meta:
-        raise DataError(f"{where}: the data are on the meta device (shapes without values); "
-                        "load real values, e.g. x.to('cpu') after filling them")
-    if not bool(torch.isfinite(x).all()):
-        raise DataError(f"{where}: the data hold NaN or infinite values; remove or impute them")
-
-
-def check_per_point(model: Any, program: Callable[..., None], structure: ProgramStructure,
-                    x: torch.Tensor, where: str) -> None:
-    """What a per-point method needs of a program beyond :func:`inspect_program`, checked once per call.
-
-    No site scaled by ``poutine.scale`` (the scale of a subsampled data plate
-    is undone instead), and, for a program that is not a ppl_vae model (whose
-    own checks cover it), data inside the observed sites' supports.
-
-    Raises
-    ------
-    ConfigError
-        If a site is scaled.
-    DataError
-        If an observed value lies outside its site's support.
-    """
-    refuse_scaled(structure, where)
-    if not isinstance(model, ProbabilisticModel):
-        check_observed_support(program, x, where)
-
-
 def log_joint(model: Any, x: torch.Tensor, z: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
     """log p(x, z) per data point for given latent values, discrete latents summed out.
 
@@ -190,7 +140,7 @@ def log_joint(model: Any, x: torch.Tensor, z: torch.Tensor | dict[str, torch.Ten
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
     x : Tensor, shape (num_points, data_dim)
     z : Tensor, shape (..., num_points, latent_dim), or dict of str to Tensor
         The value of the latent site (models with one continuous latent site),
@@ -200,16 +150,7 @@ def log_joint(model: Any, x: torch.Tensor, z: torch.Tensor | dict[str, torch.Ten
     -------
     Tensor, shape (..., num_points)
     """
-    if not isinstance(z, dict) and has_direct_elbo(model, x):
-        return model.prior(x).log_prob(z) + model.decode(z).log_prob(x)
-    program, guide = program_pair(model)
-    structure = inspect_program(program, guide, x, need_guide=False)
-    values = z if isinstance(z, dict) else unflatten_latents(z, structure)
-    first = values[structure.continuous[0].name]
-    lead = first.shape[:first.dim() - len(structure.continuous[0].event_shape) - 1]
-    rows = x.repeat(lead.numel(), *([1] * (x.dim() - 1)))
-    flat = {name: value.reshape(-1, *value.shape[len(lead) + 1:]) for name, value in values.items()}
-    return program_log_joint(program, rows, flat, structure).reshape(*lead, x.shape[0])
+    return resolve(model, x, None, None).log_joint(x, z)
 
 
 def log_density_terms(model: Any, guide: Callable[..., None] | None, x: torch.Tensor,
@@ -221,7 +162,7 @@ def log_density_terms(model: Any, guide: Callable[..., None] | None, x: torch.Te
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
         A model, or a Pyro program taking ``x`` with its sites inside a plate over ``x``.
     guide : callable, optional
         The guide (default: the model object's).
@@ -235,9 +176,7 @@ def log_density_terms(model: Any, guide: Callable[..., None] | None, x: torch.Te
         Keyed by site name (``"x"`` and ``"z"`` for ppl_vae models).
     """
     setup = _setup(model, x, num_samples, guide, "log_density_terms")
-    with torch.no_grad(), pyro.validation_enabled(False):
-        terms = program_log_terms(setup.program, _row_guide(setup.guide, slice(None)), x, num_samples,
-                                  setup.structure, scaled=False)
+    terms = setup.terms(x, num_samples)
     if setup.structure.enumerated:
         return {"log_likelihood": terms.log_likelihood,
                 "latent": terms.log_weights - terms.log_likelihood}
@@ -250,7 +189,7 @@ def log_importance_weights(model: Any, guide: Callable[..., None] | None, x: tor
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
     guide : callable, optional
         The guide (default: the model object's), in any form :func:`elbo` takes.
     x : Tensor, shape (batch, data_dim)
@@ -262,28 +201,11 @@ def log_importance_weights(model: Any, guide: Callable[..., None] | None, x: tor
     Tensor, shape (num_samples, batch)
     """
     setup = _setup(model, x, num_samples, guide, "log_importance_weights")
-    with torch.no_grad(), pyro.validation_enabled(False):
-        return program_log_terms(setup.program, _row_guide(setup.guide, slice(None)), x, num_samples,
-                                 setup.structure, scaled=False).log_weights
+    return setup.terms(x, num_samples).log_weights
 
 
-@torch.no_grad()
-def _direct_log_weights(model: ProbabilisticModel, x: torch.Tensor, num_samples: int,
-                        posterior: Distribution | None = None) -> torch.Tensor:
-    """:func:`log_importance_weights` of the model's own programs, without tracing them.
-
-    For models whose programs :func:`~ppl_vae.inference.objectives.has_direct_elbo`
-    transcribes: the same draws (z = q.rsample((K,))) and densities as the Pyro
-    traces, at a fraction of the per-pass cost. ``posterior`` is
-    ``model.guide_distribution(x)`` when the caller already has it (the
-    streaming estimators compute it once per block of points, not once per
-    piece of samples: the encoder was a fifth of an IWAE pass).
-    """
-    if posterior is None:
-        posterior = model.guide_distribution(x)
-    z = posterior.rsample((num_samples,))
-    return (likelihood_log_prob(model.decode(z), x) + model.prior(x).log_prob(z)
-            - posterior.log_prob(z))
+#: The transcribed weights, for the tests that compare them with the traces'.
+_direct_log_weights = direct.log_weights
 
 
 def _chunks(x: torch.Tensor, num_samples: int, per_point: int):
@@ -302,73 +224,44 @@ def _chunks(x: torch.Tensor, num_samples: int, per_point: int):
         )
 
 
-def _row_guide(guide: Callable[..., None] | None, rows: slice) -> Callable[..., None] | None:
-    """The guide for some rows: a fitted per-point guide's ``restrict(rows)``, else itself."""
-    restrict = getattr(guide, "restrict", None)
-    return restrict(rows) if restrict is not None else guide
-
-
-def _guide_object(guide: Any) -> Any:
-    """A fitted per-point posterior passed as its ``guide`` method, as the object itself."""
-    owner = getattr(guide, "__self__", None)
-    return owner if hasattr(owner, "restrict") else guide
-
-
-def _guide_callable(guide: Any) -> Callable[..., None] | None:
-    """A guide argument as a program: a per-point guide object's ``guide`` method, or itself."""
-    if guide is None or not hasattr(guide, "restrict"):
-        return guide
-    return guide.guide
-
-
 @dataclass(frozen=True)
 class _Setup:
-    program: Callable[..., None]
-    guide: Any
+    program: Program
     structure: ProgramStructure
-    direct: bool
+    prior: bool
     per_point: int
+
+    def terms(self, x: torch.Tensor, num_samples: int, rows: slice = slice(None)) -> LogDensityTerms:
+        """Per-point log-densities of K draws for the points ``rows`` (``x``), traced."""
+        with torch.no_grad(), pyro.validation_enabled(False):
+            return program_log_terms(self.program.model, row_guide(self.program.guide, rows), x,
+                                     num_samples, self.structure, scaled=False)
 
 
 def _setup(model: Any, x: torch.Tensor, num_samples: int, guide: Any, where: str,
            prior_proposal: bool = False, proper_prior: bool = True) -> _Setup:
-    check_data(model, x, where)
+    program = resolve(model, x, guide, where)
     check_positive_int(num_samples, "num_samples")
-    guide = _guide_object(guide)
-    program, own_guide = program_pair(model, _guide_callable(guide))
-    proposal = None if prior_proposal else (guide if guide is not None else own_guide)
-    if not prior_proposal and proposal is None:
+    if not prior_proposal and program.guide is None:
         raise DataError(f"{where} needs a guide: pass guide=... (a Pyro program over the "
                         "model's latent sites)")
-    # inspect_program traces the first two rows; a per-point guide restricted to them
-    look = _row_guide(guide, slice(0, 2)) if hasattr(guide, "restrict") else own_guide
-    structure = inspect_program(program, look, x, need_guide=not prior_proposal,
-                                proper_prior=proper_prior)
-    check_per_point(model, program, structure, x, where)
-    direct = guide is None and not prior_proposal and has_direct_elbo(model, x)
+    structure = program.require(x, where, need_guide=not prior_proposal, proper_prior=proper_prior)
     per_point = max(x[0].numel(), structure.constrained_numel, 1)
-    return _Setup(program, proposal, structure, direct, per_point)
+    return _Setup(program, structure, prior_proposal, per_point)
 
 
-def _weights_of_rows(setup: _Setup, model: Any, batch: torch.Tensor,
-                     rows: slice) -> Callable[[int], torch.Tensor]:
+def _weights_of_rows(setup: _Setup, batch: torch.Tensor, rows: slice) -> Callable[[int], torch.Tensor]:
     """``k -> log w`` of shape ``(k, len(batch))`` for one block of points.
 
     On the direct path the guide's distribution for the block is computed
     once here and every piece of samples draws from it, in the same order.
     """
-    if setup.direct:
+    program = setup.program
+    if program.direct and not setup.prior:
         with torch.no_grad():
-            posterior = model.guide_distribution(batch)
-        return partial(_direct_log_weights, model, batch, posterior=posterior)
-    guide = _row_guide(setup.guide, rows)
-
-    def traced(num_samples: int) -> torch.Tensor:
-        with torch.no_grad(), pyro.validation_enabled(False):
-            return program_log_terms(setup.program, guide, batch, num_samples,
-                                     setup.structure, scaled=False).log_weights
-
-    return traced
+            posterior = program.source.guide_distribution(batch)
+        return partial(program.log_weights, batch, posterior=posterior)
+    return partial(program.log_weights, batch, rows=rows, prior=setup.prior)
 
 
 def _estimate(model: Any, x: torch.Tensor, num_samples: int,
@@ -377,7 +270,7 @@ def _estimate(model: Any, x: torch.Tensor, num_samples: int,
     setup = _setup(model, x, num_samples, guide, where, prior_proposal)
     values, errors, diagnostics = [], [], []
     for rows, pieces in _chunks(x, num_samples, setup.per_point):
-        log_weights = _weights_of_rows(setup, model, x[rows], rows)
+        log_weights = _weights_of_rows(setup, x[rows], rows)
         running = accumulator(num_samples)
         for k in pieces:
             running.update(log_weights(k))
@@ -408,7 +301,7 @@ def elbo(model: Any, x: torch.Tensor, num_samples: int = 1,
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
         A trained model (its guide is the variational posterior), or a Pyro
         program ``model(x)`` with its latent sites inside a plate over the rows of ``x``.
     x : Tensor, shape (num_points, data_dim)
@@ -437,7 +330,7 @@ def elbo_terms(model: Any, x: torch.Tensor, num_samples: int = 1,
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
     x : Tensor, shape (num_points, data_dim)
     num_samples : int
         Samples K per point.
@@ -451,12 +344,9 @@ def elbo_terms(model: Any, x: torch.Tensor, num_samples: int = 1,
     setup = _setup(model, x, num_samples, guide, "elbo_terms", proper_prior=False)
     parts: dict[str, list] = {"reconstruction": [], "kl": []}
     for rows, pieces in _chunks(x, num_samples, setup.per_point):
-        batch, row_guide = x[rows], _row_guide(setup.guide, rows)
         running = {"reconstruction": RunningMean(), "kl": RunningMean()}
         for k in pieces:
-            with torch.no_grad(), pyro.validation_enabled(False):
-                terms = program_log_terms(setup.program, row_guide, batch, k, setup.structure,
-                                          scaled=False)
+            terms = setup.terms(x[rows], k, rows)
             running["reconstruction"].update(terms.log_likelihood)
             latent = [term for name, term in terms.sites.items() if name not in setup.structure.observed]
             running["kl"].update(-sum(latent) if latent else terms.log_likelihood - terms.log_weights)
@@ -479,7 +369,7 @@ def iwae(model: Any, x: torch.Tensor, num_samples: int = 1000,
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
     x : Tensor, shape (num_points, data_dim)
     num_samples : int
         Importance samples K per point.
@@ -512,7 +402,7 @@ def naive_prior(model: Any, x: torch.Tensor, num_samples: int = 1000) -> Estimat
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
     x : Tensor, shape (num_points, data_dim)
     num_samples : int
         Prior draws K per point.

@@ -28,7 +28,6 @@ import copy
 import functools
 import math
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,14 +40,11 @@ from pyro.infer import Trace_ELBO
 from torch import nn
 
 from ppl_vae.errors import DataError, TrainingDivergedError
-from ppl_vae.inference.importance import check_data, check_per_point
-from ppl_vae.inference.objectives import has_direct_elbo
+from ppl_vae.inference.compiled import Program, check_data, resolve
 from ppl_vae.inference.program import (
     ProgramStructure,
     Unscaled,
-    inspect_program,
     is_real_support,
-    latent_moments,
     program_pair,
     to_constrained,
 )
@@ -113,6 +109,13 @@ class PointPosterior(nn.Module):
     def restrict(self, rows: slice) -> Callable[..., None]:
         """The guide for the points ``rows`` only."""
         return functools.partial(self._guide, rows=rows)
+
+    def sites(self) -> tuple[str, ...]:
+        """The sample sites of :meth:`guide` in order; the first is drawn from :meth:`distribution`."""
+        structure = self.structure
+        if structure is None or _single_real_site(structure):
+            return ("z" if structure is None else structure.continuous[0].name,)
+        return (FLAT_LATENT, *(site.name for site in structure.continuous))
 
 
 def _single_real_site(structure: ProgramStructure) -> bool:
@@ -221,7 +224,7 @@ def fit_point_posterior(model: ProbabilisticModel | Callable[..., None], x: torc
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
         A model, or a Pyro program ``model(x)``.
     x : Tensor, shape (num_points, data_dim)
     posterior : LocalGaussian or FlowPosterior
@@ -240,7 +243,11 @@ def fit_point_posterior(model: ProbabilisticModel | Callable[..., None], x: torc
     TrainingDivergedError
         If the ELBO becomes NaN or infinite; lower ``learning_rate``.
     """
-    check_data(model, x, "fit_point_posterior")
+    if isinstance(model, Program):
+        model.check(x, "fit_point_posterior")
+        model = model.source
+    else:
+        check_data(model, x, "fit_point_posterior")
     pyro.set_rng_seed(seed)
     program, _ = program_pair(frozen_copy(model) if isinstance(model, nn.Module) else model)
     program = Unscaled()(program)  # one point's density, not a subsampled plate's scaled one
@@ -278,20 +285,14 @@ def fit_point_posterior(model: ProbabilisticModel | Callable[..., None], x: torc
 
 
 def _start(model: Any, x: torch.Tensor, guide: Any, seed: int
-           ) -> tuple[torch.Tensor, torch.Tensor, ProgramStructure]:
-    """The program's structure and a per-point Gaussian to start from (the encoder's, or the guide's draws)."""
-    check_data(model, x, "fitting a per-point posterior")
-    program, own_guide = program_pair(model, guide)
-    structure = inspect_program(program, own_guide, x, need_guide=False)
-    check_per_point(model, program, structure, x, "fitting a per-point posterior")
+           ) -> tuple[torch.Tensor, torch.Tensor, Program]:
+    """The compiled program and a per-point Gaussian to start from (the encoder's, or the guide's draws)."""
+    program = resolve(model, x, guide, "fitting a per-point posterior")
+    structure = program.require(x, "fitting a per-point posterior")
     if not structure.continuous:
         raise DataError("the model has no continuous latent site to fit a posterior to")
-    if guide is None and has_direct_elbo(model, x) and callable(getattr(model, "encode", None)):
-        with torch.no_grad():
-            loc, scale = model.encode(x)
-        return loc, scale, structure
-    loc, scale = latent_moments(program, own_guide, x, structure, seed)
-    return loc, scale, structure
+    loc, scale = program.starting_region(x, seed)
+    return loc, scale, program
 
 
 def fit_local_gaussian(model: Any, x: torch.Tensor, guide: Any = None, **kwargs) -> FitResult:
@@ -299,7 +300,7 @@ def fit_local_gaussian(model: Any, x: torch.Tensor, guide: Any = None, **kwargs)
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
     x : Tensor, shape (num_points, data_dim)
     guide : callable, optional
         Where to start (default: the model's own guide; the prior for a plain
@@ -318,10 +319,10 @@ def fit_local_gaussian(model: Any, x: torch.Tensor, guide: Any = None, **kwargs)
     TrainingDivergedError
         If the fit diverges (see :func:`fit_point_posterior`).
     """
-    loc, scale, structure = _start(model, x, guide, kwargs.get("seed", 0))
+    loc, scale, program = _start(model, x, guide, kwargs.get("seed", 0))
     posterior = LocalGaussian(loc, scale)
-    posterior.structure = structure
-    return fit_point_posterior(model, x, posterior, **kwargs)
+    posterior.structure = program.structure
+    return fit_point_posterior(program, x, posterior, **kwargs)
 
 
 def fit_flow_posterior(model: Any, x: torch.Tensor, start: LocalGaussian | None = None,
@@ -330,7 +331,7 @@ def fit_flow_posterior(model: Any, x: torch.Tensor, start: LocalGaussian | None 
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
     x : Tensor, shape (num_points, data_dim)
     start : LocalGaussian, optional
         The per-point Gaussians to start from (default: the model's guide, as
@@ -353,16 +354,9 @@ def fit_flow_posterior(model: Any, x: torch.Tensor, start: LocalGaussian | None 
     TrainingDivergedError
         If the fit diverges (see :func:`fit_point_posterior`).
     """
-    loc, scale, structure = _start(model, x, guide, kwargs.get("seed", 0))
+    loc, scale, program = _start(model, x, guide, kwargs.get("seed", 0))
     if start is not None:
         loc, scale = start.loc.detach(), start.scale.detach()
     flow = FlowPosterior(loc, scale, num_flows=num_flows)
-    flow.structure = structure
-    return fit_point_posterior(model, x, flow, **kwargs)
-
-
-def fit_point_guide(*args: Any, **kwargs: Any) -> FitResult:
-    """The old name of :func:`fit_point_posterior`, kept for one release."""
-    warnings.warn("fit_point_guide was renamed fit_point_posterior; the old name goes in the next "
-                  "release", DeprecationWarning, stacklevel=2)
-    return fit_point_posterior(*args, **kwargs)
+    flow.structure = program.structure
+    return fit_point_posterior(program, x, flow, **kwargs)

@@ -19,8 +19,9 @@ programs, ``model(x)`` and ``guide(x)``, run under Pyro's effect handlers:
   of the continuous latents: the potential of NUTS.
 
 The library's own Gaussian-latent programs also have direct transcriptions
-(:mod:`ppl_vae.inference.objectives`); :func:`~ppl_vae.inference.objectives.has_direct_elbo` decides
-from the programs' behaviour, by tracing them, whether a model may use them.
+(:mod:`ppl_vae.inference.direct`); :func:`~ppl_vae.inference.direct.has_direct_elbo` decides
+from the programs' behaviour, by tracing them, whether a model may use them, and
+:func:`~ppl_vae.inference.compiled.compile_program` holds the answer with the structure.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyro
@@ -68,6 +69,11 @@ class LatentSite:
         the unconstrained space ``biject_to(support)``.
     enumerable : bool
         The distribution has a finite support that can be summed over.
+    marked_enumerated : bool
+        The model marks the site for enumeration, whether or not the guide
+        samples it (a guide that does not sample it has it summed out).
+    improper : str
+        The name of the site's improper prior distribution, empty for a proper one.
     """
 
     name: str
@@ -75,6 +81,8 @@ class LatentSite:
     enumerated: bool
     support: Any
     enumerable: bool = False
+    marked_enumerated: bool = field(default=False, repr=False, compare=False)
+    improper: str = field(default="", repr=False, compare=False)
 
     @property
     def discrete(self) -> bool:
@@ -182,10 +190,11 @@ class ProgramStructure:
         return [name for name in self.guide_sites if name in model_order] == model_order
 
 
-Program = Callable[..., Any]
+# A Pyro program as a function, model(x) or guide(x) (the compiled object is compiled.Program).
+PyroFunction = Callable[..., Any]
 
 
-def program_pair(model: Any, guide: Program | None = None) -> tuple[Program, Program | None]:
+def program_pair(model: Any, guide: PyroFunction | None = None) -> tuple[PyroFunction, PyroFunction | None]:
     """The ``(model, guide)`` functions of a ppl_vae model or of two user functions.
 
     Parameters
@@ -215,7 +224,7 @@ def _sample_sites(trace: poutine.Trace) -> Iterator[tuple[str, dict]]:
             yield name, site
 
 
-def _call(program: Program, x: torch.Tensor, kwargs: dict[str, Any]) -> poutine.Trace:
+def _call(program: PyroFunction, x: torch.Tensor, kwargs: dict[str, Any]) -> poutine.Trace:
     return poutine.trace(program).get_trace(x, **kwargs)
 
 
@@ -252,7 +261,7 @@ def _plate_size(frame: Any, site: dict) -> int:
     return shape[frame.dim] if len(shape) >= -frame.dim else -1
 
 
-def inspect_program(model: Program, guide: Program | None, x: torch.Tensor,
+def inspect_program(model: PyroFunction, guide: PyroFunction | None, x: torch.Tensor,
                     kwargs: dict[str, Any] | None = None, *, need_guide: bool = True,
                     proper_prior: bool = True) -> ProgramStructure:
     """Trace the guide and the model once and check that the per-point methods apply.
@@ -316,7 +325,7 @@ def inspect_program(model: Program, guide: Program | None, x: torch.Tensor,
                 "instead "
                 "(elbo_terms(...)['reconstruction'])"
             )
-        enumerated = site["infer"].get("enumerate") == "parallel"
+        marked = enumerated = site["infer"].get("enumerate") == "parallel"
         in_guide = guide_trace is not None and name in guide_trace.nodes
         if enumerated and in_guide:
             enumerated = False  # the guide samples it; the model scores the guide's value
@@ -331,8 +340,9 @@ def inspect_program(model: Program, guide: Program | None, x: torch.Tensor,
                 f"{[f.name for f in frames if f.name != plate]} inside the data plate; declare its "
                 "per-point dimensions as event dimensions (e.g. dist.Normal(...).to_event(1)) instead"
             )
+        improper = type(fn).__name__ if isinstance(fn, dist.ImproperUniform) else ""
         latent.append(LatentSite(name, fn.event_shape, enumerated, fn.support,
-                                 bool(fn.has_enumerate_support)))
+                                 bool(fn.has_enumerate_support), marked, improper))
     if len(plates) != 1:
         raise ConfigError(
             f"the model's sites lie in different plates over the data points ({sorted(plates)}); "
@@ -367,7 +377,7 @@ def inspect_program(model: Program, guide: Program | None, x: torch.Tensor,
     return dataclasses.replace(structure, broadcasts=False)
 
 
-def _broadcasts(model: Program, guide: Program | None, rows: torch.Tensor, kwargs: dict[str, Any],
+def _broadcasts(model: PyroFunction, guide: PyroFunction | None, rows: torch.Tensor, kwargs: dict[str, Any],
                 structure: ProgramStructure) -> bool:
     """Whether the programs run on ``rows`` with two samples under an extra plate at the left."""
     try:
@@ -479,13 +489,13 @@ def _marginalize(log_joint: torch.Tensor) -> torch.Tensor:
     return log_joint.logsumexp(tuple(range(log_joint.dim() - 2)))
 
 
-def _enumerated(program: Program, structure: ProgramStructure) -> Program:
+def _enumerated(program: PyroFunction, structure: ProgramStructure) -> PyroFunction:
     if not structure.enumerated:
         return program
     return poutine.enum(program, first_available_dim=structure.particle_dim - 1)
 
 
-def _summed_out(program: Program, structure: ProgramStructure) -> Program:
+def _summed_out(program: PyroFunction, structure: ProgramStructure) -> PyroFunction:
     """The program with every discrete latent site enumerated (the guide's ones too), for p(x, z)."""
     if not any(site.discrete or site.enumerated for site in structure.latent):
         return program
@@ -522,7 +532,7 @@ class LogDensityTerms:
         return self.log_joint - self.log_proposal
 
 
-def program_log_terms(model: Program, guide: Program | None, x: torch.Tensor, num_samples: int,
+def program_log_terms(model: PyroFunction, guide: PyroFunction | None, x: torch.Tensor, num_samples: int,
                       structure: ProgramStructure, kwargs: dict[str, Any] | None = None, *,
                       scaled: bool = True) -> LogDensityTerms:
     """K draws of every latent site per point, from the guide (or the prior when ``guide`` is None).
@@ -580,7 +590,7 @@ def program_log_terms(model: Program, guide: Program | None, x: torch.Tensor, nu
                            log_likelihood.expand(shape), sites)
 
 
-def _pass_terms(model: Program, guide: Program | None, x: torch.Tensor, structure: ProgramStructure,
+def _pass_terms(model: PyroFunction, guide: PyroFunction | None, x: torch.Tensor, structure: ProgramStructure,
                 kwargs: dict[str, Any], scaled: bool
                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], list[str]]:
     """One run of the guide and the model: each site's log-density per point, and the guide's latent sites."""
@@ -691,7 +701,7 @@ def to_unconstrained(values: dict[str, torch.Tensor], structure: ProgramStructur
     return flatten_latents(free, structure, free=True)
 
 
-def program_log_joint(model: Program, x: torch.Tensor, latents: dict[str, torch.Tensor],
+def program_log_joint(model: PyroFunction, x: torch.Tensor, latents: dict[str, torch.Tensor],
                       structure: ProgramStructure, kwargs: dict[str, Any] | None = None
                       ) -> torch.Tensor:
     """log sum_c p(x, z, c) per point, the continuous latents given, the discrete summed out.
@@ -720,7 +730,7 @@ def program_log_joint(model: Program, x: torch.Tensor, latents: dict[str, torch.
     return _marginalize(_total(terms, list(terms), x))[0]
 
 
-def program_log_prior_and_joint(model: Program, x: torch.Tensor, latents: dict[str, torch.Tensor],
+def program_log_prior_and_joint(model: PyroFunction, x: torch.Tensor, latents: dict[str, torch.Tensor],
                                 structure: ProgramStructure, kwargs: dict[str, Any] | None = None
                                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log p(z) and log p(x, z) per point from one trace, enumerated discrete latents summed out.
@@ -773,7 +783,7 @@ class Unscaled(Messenger):
             msg["scale"] = 1.0
 
 
-def check_observed_support(model: Program, x: torch.Tensor, where: str,
+def check_observed_support(model: PyroFunction, x: torch.Tensor, where: str,
                            kwargs: dict[str, Any] | None = None) -> None:
     """Check the data against the supports of the model's observed sites, in one run of the model.
 
@@ -824,7 +834,7 @@ def check_observed_support(model: Program, x: torch.Tensor, where: str,
 MOMENT_DRAWS = 64
 
 
-def latent_moments(model: Program, guide: Program | None, x: torch.Tensor,
+def latent_moments(model: PyroFunction, guide: PyroFunction | None, x: torch.Tensor,
                    structure: ProgramStructure, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and standard deviation per point of the continuous latents, unconstrained and flat.
 

@@ -37,8 +37,8 @@ from ppl_vae.errors import (
     TrainingDivergedError,
     TrainingInterrupted,
 )
+from ppl_vae.inference.compiled import Program, compile_program
 from ppl_vae.inference.importance import check_data, elbo_terms
-from ppl_vae.inference.objectives import has_direct_elbo, make_loss
 from ppl_vae.models.base import (
     ProbabilisticModel,
     check_batch,
@@ -98,10 +98,12 @@ def train(
 
     Parameters
     ----------
-    model : ProbabilisticModel, PyroProgram or callable
+    model : ProbabilisticModel, PyroProgram, callable or Program
         Any ppl_vae model (or subclass), trained in place on the device of its
         parameters; or a Pyro program ``model(x)`` with its ``guide``, whose
-        parameters (``pyro.module`` / ``pyro.param``) are found by tracing.
+        parameters (``pyro.module`` / ``pyro.param``) are found by tracing; or
+        either compiled (:func:`~ppl_vae.inference.compile_program`). It is
+        compiled once, for the loss and every epoch's test ELBO.
     train_x : Tensor, shape (num_train, data_dim)
         Training data on the model's device (move it there once, beforehand).
     config : SVIConfig
@@ -129,10 +131,11 @@ def train(
         False runs every step eagerly.
     adapt_threads : bool
         Keep torch's CPU thread count at the cores other processes leave free
-        (:mod:`ppl_vae.threads`; restored afterwards), so that a busy process
-        beside training slows it down far less than a thread team sized for
-        every core would. Sums over another number of threads may round
-        differently in the last bits; False leaves torch's setting alone.
+        (:mod:`ppl_vae.threads`; restored afterwards), so that on a machine
+        shared with a busy process the two do not fight over cores
+        (``benchmarks/contention.py`` measures it). Sums over another number
+        of threads may round differently in the last bits; False leaves
+        torch's setting alone.
 
     Returns
     -------
@@ -152,6 +155,7 @@ def train(
     >>> len(result.history)                    # one record per epoch
     2
     """
+    compiled = model if isinstance(model, Program) else None
     model = _trainable(model, guide, train_x)
     _check_inputs(model, train_x, "train_x", config.binarize)
     test_eval = None
@@ -165,14 +169,15 @@ def train(
     pyro.set_rng_seed(config.seed + world.rank)
     model.sync_param_store()
     optimizer = adam(model.parameters(), config.learning_rate)
-    loss_fn = make_loss(model, config.elbo, config.num_particles, config.engine, config.objective,
-                        train_x[:2])
-    direct_loss = config.engine != "pyro" and has_direct_elbo(model, train_x)
+    if compiled is None or compiled.source is not model:  # read once: the loss and every test ELBO
+        compiled = compile_program(model, train_x[:2], check=False)
+    loss_fn = compiled.elbo_loss(config.elbo, config.num_particles, config.engine, config.objective)
+    direct_loss = config.engine != "pyro" and compiled.direct
     if world.size > 1:
         loss_fn = data_parallel_loss(model, loss_fn, train_x.shape[0], config.batch_size, world,
                                      even_split_needed=not direct_loss)
     run = _TrainingRun(model, optimizer, loss_fn, config, world, out_path, fingerprint, metadata,
-                       num_data=train_x.shape[0])
+                       num_data=train_x.shape[0], program=compiled)
     state = RunState()
     if resume:
         state = resume_run(out_path / CHECKPOINT_NAME, model, optimizer, config, fingerprint,
@@ -257,6 +262,7 @@ class _TrainingRun:
     bar: Any = None
     started: float = 0.0
     last_finite: _Snapshot | None = None
+    program: Program | None = None
 
     def epoch(self, epoch: int, train_x: torch.Tensor, train_data: torch.Tensor,
               interrupted: EpochProgress | None, received: list[int]) -> tuple[float, float, int]:
@@ -321,7 +327,7 @@ class _TrainingRun:
     def evaluate(self, test_eval: torch.Tensor, epoch: int, step: int) -> dict[str, float]:
         """The test ELBO and its two terms, per data point."""
         self.model.eval()
-        terms = elbo_terms(self.model, test_eval, self.config.eval_num_samples)
+        terms = elbo_terms(self.program or self.model, test_eval, self.config.eval_num_samples)
         self.model.train()
         reconstruction, kl = terms["reconstruction"].mean, terms["kl"].mean
         test_elbo = reconstruction - kl
@@ -400,7 +406,12 @@ class _Snapshot:
 
 
 def _trainable(model: Any, guide: Any, train_x: torch.Tensor) -> ProbabilisticModel | PyroProgram:
-    """A model object as it is; two plain functions wrapped as one :class:`PyroProgram`."""
+    """A model object as it is; two plain functions (or a Program of them) as one :class:`PyroProgram`."""
+    if isinstance(model, Program):
+        if guide is not None:
+            raise ConfigError("guide= is for plain functions; a compiled Program holds its guide")
+        objects = isinstance(model.source, (ProbabilisticModel, PyroProgram))
+        model, guide = model.source, None if objects else model.guide_program
     if not isinstance(model, (ProbabilisticModel, PyroProgram)):
         if guide is None:
             raise ConfigError("train(model_function, x) needs the guide: train(model, x, guide=guide)")

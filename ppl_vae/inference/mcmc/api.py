@@ -36,7 +36,6 @@ it works for any dimension, but its cost grows quickly with it.
 from __future__ import annotations
 
 import contextlib
-import copy
 import multiprocessing
 import os
 import pickle
@@ -53,17 +52,9 @@ import torch
 from pyro.infer.mcmc import NUTS
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.importance import check_data, check_per_point
+from ppl_vae.inference.compiled import Target, resolve
 from ppl_vae.inference.mcmc.batched_nuts import batched_nuts
-from ppl_vae.inference.objectives import has_direct_elbo
-from ppl_vae.inference.program import (
-    ProgramStructure,
-    inspect_program,
-    latent_moments,
-    program_log_joint,
-    program_pair,
-    to_constrained,
-)
+from ppl_vae.inference.program import ProgramStructure, to_constrained
 from ppl_vae.models.base import check_positive_int
 from ppl_vae.rng import keeps_global_rng
 from ppl_vae.threads import FreeCoreThreads
@@ -212,38 +203,6 @@ class _RecordingNUTS(NUTS):
 
 
 @dataclass(frozen=True)
-class Target:
-    """The posterior to sample: a frozen copy of the program and how to evaluate its density.
-
-    Attributes
-    ----------
-    model : object or callable
-        A frozen copy of a model object (weights without gradients), or the
-        user's model function.
-    structure : ProgramStructure
-        The program's sites, from :func:`~ppl_vae.inference.program.inspect_program`.
-    direct : bool
-        Evaluate ``prior(x).log_prob(z) + decode(z).log_prob(x)`` directly
-        (checked equal to the program by :func:`~ppl_vae.inference.objectives.has_direct_elbo`).
-    """
-
-    model: Any
-    structure: ProgramStructure
-    direct: bool
-
-    def log_density(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """log p(x, z) + log |dz/du| per row for unconstrained latents ``u`` of shape (rows, dim)."""
-        # No argument validation per leapfrog step: the data were checked once, and a check is a
-        # device-to-host sync that would stall a GPU at every step.
-        with pyro.validation_enabled(False):
-            if self.direct:
-                return self.model.prior(x).log_prob(u) + self.model.decode(u).log_prob(x)
-            program, _ = program_pair(self.model)
-            values, log_det = to_constrained(u, self.structure)
-            return program_log_joint(program, x, values, self.structure) + log_det
-
-
-@dataclass(frozen=True)
 class _ChainTask:
     """Everything one chain needs, picklable for a spawned process."""
 
@@ -263,13 +222,6 @@ def _one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def _frozen(model: Any, like: torch.Tensor) -> Any:
-    """A copy of a model object whose weights take no gradient; a plain function as it is."""
-    if not isinstance(model, torch.nn.Module):
-        return model
-    return copy.deepcopy(model).to(like.device, like.dtype).requires_grad_(False).eval()
 
 
 def _run_chain(task: _ChainTask) -> tuple[torch.Tensor, torch.Tensor]:
@@ -311,7 +263,6 @@ def _run_batched(target: Target, x: torch.Tensor, inits: list[torch.Tensor],
     threads = FreeCoreThreads(config.adapt_threads and x.device.type == "cpu")
 
     def potential(z: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
-        threads.poll()  # once per leapfrog step
         rows = x_rows if len(chains) == len(x_rows) else x_rows[chains]
         return -target.log_density(rows, z)
 
@@ -320,7 +271,8 @@ def _run_batched(target: Target, x: torch.Tensor, inits: list[torch.Tensor],
         run = batched_nuts(potential, torch.cat(inits), config.num_samples, config.warmup_steps,
                            inverse_mass=inverse_mass.repeat(num_chains, 1), dense_mass=config.dense_mass,
                            target_accept_prob=config.target_accept_prob,
-                           max_tree_depth=config.max_tree_depth, generator=generator)
+                           max_tree_depth=config.max_tree_depth, generator=generator,
+                           before_gradient=threads.poll)
 
     def by_chain(values: torch.Tensor) -> torch.Tensor:  # (C*P, S, ...) -> (C, S, P, ...)
         return values.reshape(num_chains, num_points, *values.shape[1:]).transpose(1, 2)
@@ -336,25 +288,6 @@ def _initial_points(loc: torch.Tensor, scale: torch.Tensor, config: NUTSConfig, 
     generator = torch.Generator(device=loc.device).manual_seed(config.seed + chain)
     noise = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
     return loc + config.init_scale * scale * noise
-
-
-def _starting_region(model: Any, guide: Any, x: torch.Tensor, target: Target,
-                     seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-point centre and spread of the chains' starting points, in unconstrained space.
-
-    The encoder's mean and standard deviation where the model has one and the
-    direct path applies; otherwise those of draws from the guide (or the
-    prior), see :func:`~ppl_vae.inference.program.latent_moments`.
-
-    Returns
-    -------
-    loc, scale : Tensor, each shape (num_points, latent_dim)
-    """
-    if target.direct and callable(getattr(model, "encode", None)):
-        with torch.no_grad():
-            return model.encode(x)
-    program, _ = program_pair(model)
-    return latent_moments(program, guide, x, target.structure, seed)
 
 
 def _process_context() -> multiprocessing.context.BaseContext:
@@ -391,9 +324,10 @@ def sample_posterior(model: Any, x: torch.Tensor, config: NUTSConfig = NUTSConfi
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel or callable or Program
         A trained model, or a Pyro program ``model(x)`` whose latent sites lie
-        in a plate over the rows of ``x``. Every continuous latent site is
+        in a plate over the rows of ``x`` (or either compiled,
+        :func:`~ppl_vae.inference.compiled.compile_program`). Every continuous latent site is
         sampled (jointly, per point); discrete sites the program enumerates
         are summed out. The guide supplies the chains' starting points and,
         for the batched scheme, the initial inverse mass matrix.
@@ -410,10 +344,8 @@ def sample_posterior(model: Any, x: torch.Tensor, config: NUTSConfig = NUTSConfi
     -------
     MCMCResult
     """
-    check_data(model, x, "sample_posterior")
-    program, own_guide = program_pair(model, guide)
-    structure = inspect_program(program, own_guide, x, need_guide=False)
-    check_per_point(model, program, structure, x, "sample_posterior")
+    program = resolve(model, x, guide, "sample_posterior")
+    structure = program.require(x, "sample_posterior")
     if not structure.continuous:
         raise ConfigError("the model has no continuous latent site to sample; its enumerated "
                           "discrete latents have an exact posterior (e.g. GaussianMixture.posterior)")
@@ -427,9 +359,8 @@ def sample_posterior(model: Any, x: torch.Tensor, config: NUTSConfig = NUTSConfi
         warnings.warn(
             f"NUTS on {structure.latent_numel} latent dimensions per point is slow; it is recommended "
             f"for 2 to {RECOMMENDED_MAX_LATENT_DIM}", stacklevel=2)
-    direct = guide is None and has_direct_elbo(model, x)
-    target = Target(_frozen(model, x), structure, direct)
-    loc, scale = _starting_region(model, own_guide, x, target, config.seed)
+    target = program.target
+    loc, scale = program.starting_region(x, config.seed)
     inits = [_initial_points(loc, scale, config, chain) for chain in range(config.num_chains)]
     index = list(point_index) if point_index is not None else list(range(len(x)))
     started = time.perf_counter()

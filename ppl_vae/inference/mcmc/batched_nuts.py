@@ -144,8 +144,10 @@ class _Sampler:
     """
 
     def __init__(self, potential: Potential, init: torch.Tensor, metric: Metric, max_tree_depth: int,
-                 generator: torch.Generator | None, masked: bool = False) -> None:
+                 generator: torch.Generator | None, masked: bool = False,
+                 before_gradient: Callable[[], None] | None = None) -> None:
         self.potential = potential
+        self.before_gradient = before_gradient
         self.masked = masked
         self.generator = generator
         self.max_tree_depth = max_tree_depth
@@ -210,6 +212,8 @@ class _Sampler:
     def potential_and_grad(self, z: torch.Tensor, chains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """U(z) and its gradient for the given chains, one batched evaluation."""
         self.num_gradient_batches += 1
+        if self.before_gradient is not None:
+            self.before_gradient()
         with torch.enable_grad():
             z = z.detach().requires_grad_(True)
             u = self.potential(z, chains)
@@ -393,7 +397,8 @@ def _initial_inverse_mass(init: torch.Tensor, inverse_mass: torch.Tensor | None,
 def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, warmup_steps: int, *,
                  inverse_mass: torch.Tensor | None = None, dense_mass: bool = True,
                  target_accept_prob: float = 0.8, max_tree_depth: int = 10,
-                 generator: torch.Generator | None = None, masked: bool | None = None) -> BatchedNUTSResult:
+                 generator: torch.Generator | None = None, masked: bool | None = None,
+                 before_gradient: Callable[[], None] | None = None) -> BatchedNUTSResult:
     """Run independent NUTS chains in lock step, one batched gradient per leapfrog step.
 
     Parameters
@@ -428,6 +433,10 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
         same seed) and wastes arithmetic on idle chains, but it never waits
         for the device within a step, which is what a GPU needs. Default:
         masked on CUDA, not elsewhere.
+    before_gradient : callable, optional
+        Called before each batched evaluation of the potential (once per
+        leapfrog step), e.g. to poll torch's thread count; the potential
+        itself has no side effects.
 
     Returns
     -------
@@ -443,7 +452,7 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
     metric = Metric(_initial_inverse_mass(init, inverse_mass, dense_mass))
     masked = init.device.type == "cuda" if masked is None else masked
     steps_per_check = HOST_CHECK_EVERY if masked else 1
-    sampler = _Sampler(potential, init, metric, max_tree_depth, generator, masked)
+    sampler = _Sampler(potential, init, metric, max_tree_depth, generator, masked, before_gradient)
     num_chains, dim = init.shape
     samples = init.new_empty(num_chains, num_samples, dim)
     stats = {"num_steps": torch.zeros(num_chains, num_samples, dtype=torch.long, device=init.device),
