@@ -4,7 +4,7 @@ The build runs Sphinx exactly as ``make docs-smoke`` does (``-W --keep-going``,
 tutorials executed with ``PPL_VAE_SMOKE=1``), but into a temporary folder, so
 it never touches ``docs/_build``; the tutorials write their smoke figures to
 ``tutorials/outputs/smoke/`` as they do when run as scripts. Executing the
-tutorials here is the test that they run: ``tests/test_tutorials.py`` reads
+tutorials here is the test that they run: ``tests/docs/test_tutorials.py`` reads
 the executed notebooks instead of running every script a second time.
 """
 

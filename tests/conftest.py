@@ -1,10 +1,23 @@
-"""Shared fixtures: a fresh Pyro state, a seed and validation for every test."""
+"""Shared fixtures: a fresh Pyro state, a seed and validation for every test.
+
+The tests mirror the package (``tests/<layer>/test_<module>.py``, ``tests/system/`` for
+the reliability, fuzz, interrupt, determinism and memory tests, ``tests/docs/`` for the
+site and tutorials); the helpers they share live here at the top of ``tests/`` and are
+imported by name from any folder.
+"""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pyro
 import pytest
 import torch
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
 
 
 @pytest.fixture(autouse=True)

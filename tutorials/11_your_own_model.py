@@ -446,14 +446,14 @@ for i in range(3):
 
 # %% [markdown]
 # A Beta proportion and a Dirichlet simplex work the same way (a k-simplex
-# has k − 1 free coordinates); `tests/test_constrained_sites.py` checks all
+# has k − 1 free coordinates); `tests/inference/test_constrained_sites.py` checks all
 # three against their exact answers, every method included.
 #
 # ## 8. Pyro's own example programs
 #
 # The programs of Pyro's VAE tutorial, its semi-supervised VAE (M2), its
 # conditional VAE and ProdLDA run through these methods as they are
-# published: `tests/test_examples_verbatim.py` pastes them unchanged. Two of
+# published: `tests/inference/test_examples_verbatim.py` pastes them unchanged. Two of
 # them (the conditional VAE's mask indexing, ProdLDA's batch norm) do not
 # broadcast over an extra sample dimension; ppl_vae then draws the samples one
 # pass at a time and says so once. The page *What a program may and may not

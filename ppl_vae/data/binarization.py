@@ -89,7 +89,7 @@ def bernoulli_draw(p: torch.Tensor, generator: torch.Generator | None = None) ->
 
     On the CPU, for contiguous float32 and float64 tensors (drawn in memory
     order, as ``torch.bernoulli`` draws them), the draw is ``uniform < p``
-    (``tests/test_data.py`` checks the values and the generator's state
+    (``tests/data/test_loaders.py`` checks the values and the generator's state
     after, bit for bit): the same uniforms in the same order, in less time
     than ``torch.bernoulli`` takes there, which dynamic binarization pays
     every epoch (the documentation's speed page has the measurement).

@@ -12,8 +12,8 @@ call and drawing the same random numbers in the same order:
 
 * :func:`direct_elbo_loss` and :func:`direct_iwae_loss`, the training objectives (equal in
   value and gradient to Pyro's ``Trace_ELBO`` / ``TraceMeanField_ELBO``
-  ``differentiable_loss`` and to the traced IWAE bound, ``tests/test_objectives.py``
-  and ``tests/test_programs.py``);
+  ``differentiable_loss`` and to the traced IWAE bound, ``tests/inference/test_objectives.py``
+  and ``tests/inference/test_program.py``);
 * :func:`log_weights`, the importance weights of ``elbo``, ``iwae`` and the
   streaming estimators;
 * :func:`log_joint` and :func:`log_prior_and_joint`, the densities NUTS and
@@ -57,7 +57,7 @@ def log_likelihood(likelihood: Distribution, x: torch.Tensor, reduction: str = "
     torch's own ``log_prob`` differently again; each caller keeps the one its
     numbers were computed with (``fused=False`` gives torch's ``log_prob``,
     summed for ``"sum"``). All agree up to float rounding
-    (``tests/test_likelihood.py``). Any other distribution: its own ``log_prob``.
+    (``tests/inference/test_importance.py``). Any other distribution: its own ``log_prob``.
 
     Parameters
     ----------

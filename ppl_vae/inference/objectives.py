@@ -7,7 +7,7 @@ same objective is also written down directly (:mod:`ppl_vae.inference.direct`:
 :func:`direct_elbo_loss`, :func:`direct_iwae_loss`), drawing the same random
 numbers in the same order and giving the same value and gradient as Pyro's
 ``Trace_ELBO`` / ``TraceMeanField_ELBO`` ``differentiable_loss``
-(``tests/test_objectives.py`` checks both, for every such model, estimator,
+(``tests/inference/test_objectives.py`` checks both, for every such model, estimator,
 particle count and beta), without the effect handlers. :func:`make_loss`
 compiles the model (:func:`~ppl_vae.inference.compiled.compile_program`) and
 returns the program's loss (:meth:`~ppl_vae.inference.compiled.Program.elbo_loss`):

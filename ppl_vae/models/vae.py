@@ -63,7 +63,7 @@ class NeuralModel(ProbabilisticModel):
     A subclass's ``__init__`` calls :meth:`_build` once. Its methods are
     disjoint from :class:`~ppl_vae.models.base.GaussianLatentModel`'s, so a
     class with both bases resolves every method the same in either order
-    (``tests/test_vae.py`` checks it).
+    (``tests/models/test_vae.py`` checks it).
     """
 
     def _build(self, *, make_encoder: EncoderFactory, data_dim: int, latent_dim: int,

@@ -11,7 +11,7 @@ Replay runs the recorded kernels on the recorded memory: the batch is copied
 into one static input tensor, the gradients and the loss live in the graph's
 own memory, and the random numbers of each replay come from the same
 generator offsets an eager step would use, so a graphed run follows the eager
-run's numbers up to floating-point rounding (``tests/test_graphed_step.py``
+run's numbers up to floating-point rounding (``tests/training/test_graphed_step.py``
 checks this on a GPU). A batch of another size (the last of an epoch) runs
 eagerly on the same parameters and optimizer state.
 """

@@ -1,4 +1,4 @@
-"""Run by ``torchrun --nproc_per_node=2`` from tests/test_distributed.py; rank 0 writes a JSON report.
+"""Run by ``torchrun --nproc_per_node=2`` from tests/training/test_distributed.py; rank 0 writes a JSON report.
 
 Usage: python -m torch.distributed.run --standalone --nproc_per_node=2 distributed_worker.py OUT.json
 """

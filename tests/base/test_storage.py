@@ -16,7 +16,7 @@ from ppl_vae.errors import ConfigError
 from ppl_vae.storage import LOCK_NAME, MANIFEST_NAME, atomic_write_text, claim_for_write, hold
 from ppl_vae.training.run_folder import LEGACY_TRAIN_FILES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _holder(folder: Path) -> subprocess.Popen:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "ppl_vae"
+PACKAGE = Path(__file__).resolve().parents[2] / "ppl_vae"
 
 #: Layers from the bottom up; a module may import from its own layer and those below it.
 #: ``training`` and ``evaluation`` share a rank but may not import each other.

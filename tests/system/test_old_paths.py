@@ -1,7 +1,7 @@
 """The module paths and names kept for one release are gone, and nothing forwards through strings.
 
 A forwarder (a module ``__getattr__`` that looks names up by their module's
-name) is an import that ``tests/test_layout.py`` cannot see, so none may come
+name) is an import that ``tests/system/test_layout.py`` cannot see, so none may come
 back: an old path fails as any missing module or name does.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "ppl_vae"
+PACKAGE = Path(__file__).resolve().parents[2] / "ppl_vae"
 
 #: Module paths that forwarded to their new homes for one release, with where the names live now.
 OLD_MODULES = {

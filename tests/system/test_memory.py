@@ -13,7 +13,7 @@ import pytest
 
 from ppl_vae import load_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Importing torch and Pyro reserves about 0.85 GiB of address space; the cap leaves
 # ~0.65 GiB for the work, while one unchunked pass at the K below would need

@@ -17,7 +17,7 @@ import torch
 from ppl_vae import VAE, SVIConfig, load_checkpoint, load_dataset, train
 from ppl_vae.errors import CheckpointError, ConfigError, TrainingInterrupted
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLI_TRAIN = ["-m", "ppl_vae.cli", "train", "--data", "digits", "--latent-dim", "2",
              "--hidden-dims", "64", "--batch-size", "16", "--checkpoint-every", "1", "--quiet",
              "--epochs", "4"]

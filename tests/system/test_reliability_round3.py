@@ -26,7 +26,7 @@ from ppl_vae.errors import CheckpointError, ConfigError, DataError, TrainingDive
 from ppl_vae.explorer import EXPLORER_DRAWS, POSTERIOR_DRAWS_NAME, load_compare_results
 from ppl_vae.storage import LOCK_NAME, MANIFEST_NAME, hold
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 #: ``compare`` at its smallest: the tests below need it to reach its folder, not NUTS.
 QUICK_COMPARE = ["--num-points", "2", "--num-samples", "4", "--warmup-steps", "2", "--num-chains", "2",
                  "--methods", "encoder", "--elbo-samples", "2", "--iwae-samples", "2"]

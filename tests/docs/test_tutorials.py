@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from _docs import missing_docs_tools, smoke_environment
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TUTORIALS = sorted((ROOT / "tutorials").glob("[0-9][0-9]_*.py"))
 
 

@@ -32,7 +32,7 @@ from ppl_vae.errors import PplVaeError
 from ppl_vae.inference import iwae
 from ppl_vae.storage import MANIFEST_NAME
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_error(capsys, argv, status: int = EXIT_ERROR) -> str:
