@@ -78,6 +78,7 @@ from ppl_vae.explorer import (
     write_explorer,
 )
 from ppl_vae.inference.ais import AISConfig
+from ppl_vae.inference.compiled import compile_program
 from ppl_vae.inference.importance import Estimate, elbo, iwae
 from ppl_vae.inference.mcmc import SCHEMES, NUTSConfig
 from ppl_vae.inference.objectives import ELBO_ESTIMATORS, ENGINES, OBJECTIVES
@@ -583,12 +584,13 @@ def _evaluate(args: argparse.Namespace, device: torch.device, world: World) -> i
     """ELBO and IWAE on rank 0; AIS's chunks of points shared out over every process."""
     model, checkpoint = _load_model(args.checkpoint, device, args.model)
     x = _evaluation_points(checkpoint, args.split, device)
+    program = compile_program(model, x)  # read once, for every estimate below
     report: dict[str, Any] = {"split": args.split, "num_points": x.shape[0],
                               "epoch": checkpoint.get("epoch")}
     if world.is_main:
         pyro.set_rng_seed(args.seed)
-        elbo_estimate = elbo(model, x, args.elbo_samples)
-        iwae_estimate = iwae(model, x, args.iwae_samples)
+        elbo_estimate = elbo(program, x, args.elbo_samples)
+        iwae_estimate = iwae(program, x, args.iwae_samples)
         report |= {
             "elbo": elbo_estimate.mean,
             "elbo_stderr": elbo_estimate.mean_stderr,
@@ -601,9 +603,9 @@ def _evaluate(args: argparse.Namespace, device: torch.device, world: World) -> i
     if args.ais or args.bdmc:
         config = AISConfig(num_temperatures=args.ais_temperatures, num_chains=args.ais_chains,
                            seed=args.seed)
-        report["ais"] = (ais_report(model, x, config, world.rank, world.size,
+        report["ais"] = (ais_report(program, x, config, world.rank, world.size,
                                     partial(gather_objects, world=world)) if args.ais else None)
-        report["bdmc"] = (bdmc_report(model, x, args.bdmc, config)
+        report["bdmc"] = (bdmc_report(program, x, args.bdmc, config)
                           if args.bdmc and world.is_main else None)
     if not world.is_main:
         return 0

@@ -59,7 +59,7 @@ def ais_report(model: Any, x: torch.Tensor, config: AISConfig, rank: int = 0, si
 
     Parameters
     ----------
-    model : ProbabilisticModel or callable
+    model : ProbabilisticModel, callable or Program
     x : Tensor, shape (num_points, data_dim)
     config : AISConfig
     rank, size : int

@@ -39,6 +39,7 @@ from pyro.infer import Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from ppl_vae.errors import ConfigError, DataError
 from ppl_vae.inference import direct as transcribed
 from ppl_vae.inference.program import (
+    NOT_BROADCASTING,
     LatentSite,
     ProgramStructure,
     check_observed_support,
@@ -293,7 +294,11 @@ class Program:
         if guide is None or guide is self.guide:
             return self
         fitted = getattr(guide, "structure", None)
-        if self.structure is None or fitted is None or not callable(getattr(guide, "sites", None)) \
+        # A discrete site the old guide sampled was traced with the guide's infer dict (replay
+        # replaces the model's), so whether the model marks it for enumeration is unknown.
+        replayed = any(site.discrete and site.name in self.structure.guide_sites
+                       for site in self.structure.latent) if self.structure is not None else True
+        if replayed or fitted is None or not callable(getattr(guide, "sites", None)) \
                 or _sites(fitted) != _sites(self.structure):
             return _compile(self.source, self.data, guide)
         latent = tuple(replace(site, enumerated=site.marked_enumerated)
@@ -327,6 +332,10 @@ class Program:
             raise self.problem
         for site in self.structure.latent:
             _check_site(site, self.structure, need_guide, proper_prior)
+        if not self.structure.broadcasts and not self._seen(None, "warned"):
+            # warned here, once the program passed its checks, not at compile time
+            warnings.warn(NOT_BROADCASTING, stacklevel=3)
+            self._checked.append(("warned", None))
         if per_point:
             refuse_scaled(self.structure, where)
             if not isinstance(self.source, ProbabilisticModel) and not self._seen(x, "support"):
@@ -541,7 +550,7 @@ def _compile(model: Any, x: torch.Tensor, guide: Any = None) -> Program:
     traced = row_guide(guide, slice(0, 2)) if hasattr(guide, "restrict") else own_guide
     try:
         structure, problem = inspect_program(program, traced, x, need_guide=False,
-                                             proper_prior=False), None
+                                             proper_prior=False, warn=False), None
     except ConfigError as error:
         structure, problem = None, error
     direct = guide is None and transcribed.has_direct_elbo(model, x)

@@ -111,7 +111,7 @@ class PointPosterior(nn.Module):
         return functools.partial(self._guide, rows=rows)
 
     def sites(self) -> tuple[str, ...]:
-        """The sample sites of :meth:`guide` in order; the first is drawn from :meth:`distribution`."""
+        """The sample sites of :meth:`guide` in order; the first is drawn from ``distribution(rows)``."""
         structure = self.structure
         if structure is None or _single_real_site(structure):
             return ("z" if structure is None else structure.continuous[0].name,)

@@ -261,9 +261,18 @@ def _plate_size(frame: Any, site: dict) -> int:
     return shape[frame.dim] if len(shape) >= -frame.dim else -1
 
 
+#: The warning for programs that do not broadcast over an extra leading dimension.
+NOT_BROADCASTING = (
+    "the model or guide does not run with an extra batch dimension at the left of all plates, "
+    "so ppl_vae draws its samples one pass at a time (slower, the same estimates). To "
+    "vectorize, make every site and network broadcast over leading dimensions (use "
+    "x.shape[-1], not x.view(-1, D); torch.cat([x.expand(*y.shape[:-1], -1), y], -1) "
+    "rather than torch.cat([x, y], -1))")
+
+
 def inspect_program(model: PyroFunction, guide: PyroFunction | None, x: torch.Tensor,
                     kwargs: dict[str, Any] | None = None, *, need_guide: bool = True,
-                    proper_prior: bool = True) -> ProgramStructure:
+                    proper_prior: bool = True, warn: bool = True) -> ProgramStructure:
     """Trace the guide and the model once and check that the per-point methods apply.
 
     Parameters
@@ -278,6 +287,9 @@ def inspect_program(model: PyroFunction, guide: PyroFunction | None, x: torch.Te
         Require the guide to sample every continuous latent site.
     proper_prior : bool
         Refuse improper priors (whose log p(x) does not exist).
+    warn : bool
+        Warn (:data:`NOT_BROADCASTING`) when the programs do not broadcast; a
+        caller that may still refuse the program warns later, itself.
 
     Returns
     -------
@@ -368,12 +380,8 @@ def inspect_program(model: PyroFunction, guide: PyroFunction | None, x: torch.Te
         broadcasts = _broadcasts(model, guide, rows, kwargs, structure)
     if broadcasts:
         return structure
-    warnings.warn(
-        "the model or guide does not run with an extra batch dimension at the left of all plates, "
-        "so ppl_vae draws its samples one pass at a time (slower, the same estimates). To "
-        "vectorize, make every site and network broadcast over leading dimensions (use "
-        "x.shape[-1], not x.view(-1, D); torch.cat([x.expand(*y.shape[:-1], -1), y], -1) "
-        "rather than torch.cat([x, y], -1))", stacklevel=2)
+    if warn:
+        warnings.warn(NOT_BROADCASTING, stacklevel=2)
     return dataclasses.replace(structure, broadcasts=False)
 
 
