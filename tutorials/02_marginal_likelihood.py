@@ -501,7 +501,7 @@ for name, values in gaps.items():
 scored_k = vae_sizes[-1]
 digit = int(vae_results["IWAE"][-1].pareto_k.argmax())
 one = test_images[digit:digit + 1]
-fit_steps = 200 if SMOKE else 3000
+fit_steps = 60 if SMOKE else 3000
 q_star = fit_local_gaussian(vae, one, max_steps=fit_steps, seed=0).posterior
 flow = fit_flow_posterior(vae, one, start=q_star, max_steps=fit_steps, seed=0, num_particles=8).posterior
 pyro.set_rng_seed(1)

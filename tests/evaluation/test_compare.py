@@ -27,7 +27,7 @@ TINY_NUTS = NUTSConfig(num_samples=200, warmup_steps=150, num_chains=2, parallel
 def test_comparison_rows_and_gaps(digits_vae):
     vae, x = digits_vae
     x = x[:6]
-    config = CompareConfig(elbo_samples=500, iwae_samples=500, nuts=TINY_NUTS, fit_max_steps=600)
+    config = CompareConfig(elbo_samples=500, iwae_samples=500, nuts=TINY_NUTS, fit_max_steps=300)
     result = compare_posteriors(vae, x, config)
     names = [row.name for row in result.rows]
     assert names == ["nuts", "encoder", "local_gaussian", "flow"]
