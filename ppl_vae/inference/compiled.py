@@ -213,7 +213,7 @@ class Target:
     networks: tuple[torch.nn.Module, ...] = ()
 
     def log_density(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """log p(x, T(u)) + log |dT/du| per row for unconstrained latents ``u`` of shape (rows, dim)."""
+        """``log p(x, T(u)) + log |dT/du|`` per row for unconstrained latents ``u`` of shape (rows, dim)."""
         # No argument validation per leapfrog step: the data were checked once, and a check is a
         # device-to-host sync that would stall a GPU at every step.
         with pyro.validation_enabled(False), no_weight_gradients(self.networks):
@@ -224,7 +224,7 @@ class Target:
 
     def log_prior_and_joint(self, x: torch.Tensor, u: torch.Tensor
                             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """log p(T(u)) and log p(x, T(u)), each + log |dT/du|, per row (the ends of an annealing path)."""
+        """``log p(T(u))`` and ``log p(x, T(u))``, each ``+ log |dT/du|``, per row (the path's ends)."""
         with pyro.validation_enabled(False), no_weight_gradients(self.networks):
             if self.direct:
                 return transcribed.log_prior_and_joint(self.model, x, u)
