@@ -216,6 +216,8 @@ class Target:
         """``log p(x, T(u)) + log |dT/du|`` per row for unconstrained latents ``u`` of shape (rows, dim)."""
         # No argument validation per leapfrog step: the data were checked once, and a check is a
         # device-to-host sync that would stall a GPU at every step.
+        if torch.compiler.is_compiling() and self.direct:  # inside a compiled sampler, which set both
+            return transcribed.log_joint(self.model, x, u)
         with pyro.validation_enabled(False), no_weight_gradients(self.networks):
             if self.direct:
                 return transcribed.log_joint(self.model, x, u)

@@ -52,7 +52,7 @@ import torch
 from pyro.infer.mcmc import NUTS
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.compiled import Target, resolve
+from ppl_vae.inference.compiled import Target, no_weight_gradients, resolve
 from ppl_vae.inference.mcmc.batched_nuts import batched_nuts
 from ppl_vae.inference.program import ProgramStructure, to_constrained
 from ppl_vae.models.base import check_positive_int
@@ -99,6 +99,13 @@ class NUTSConfig:
         processes leave free while sampling (:mod:`ppl_vae.threads`; restored
         afterwards). Draws are reproducible per thread count; False leaves
         torch's setting alone.
+    jit_compile : bool
+        ``"batched"``: run the sampler in compiled blocks of steps
+        (:func:`~ppl_vae.inference.mcmc.batched_nuts.batched_nuts`'s ``jit_compile``):
+        worth its compilation (tens of seconds) on few chains and long runs,
+        where an eager step is mostly Python and dispatch. Needs a model whose
+        log density ``torch.compile`` can trace: the library's models and
+        users' programs that the direct path transcribes.
     """
 
     num_samples: int = 1000
@@ -112,6 +119,7 @@ class NUTSConfig:
     init_scale: float = 2.0
     seed: int = 0
     adapt_threads: bool = True
+    jit_compile: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_samples", "warmup_steps", "num_chains", "max_tree_depth"):
@@ -122,6 +130,9 @@ class NUTSConfig:
             raise ConfigError(f"target_accept_prob must lie in (0, 1); got {self.target_accept_prob}")
         if not self.init_scale >= 0:
             raise ConfigError(f"init_scale must be >= 0; got {self.init_scale}")
+        if self.jit_compile and self.scheme != "batched":
+            raise ConfigError(f"jit_compile=True compiles the batched sampler; scheme={self.scheme!r} runs "
+                              "Pyro's NUTS: use scheme='batched' or jit_compile=False")
 
 
 @dataclass
@@ -267,12 +278,14 @@ def _run_batched(target: Target, x: torch.Tensor, inits: list[torch.Tensor],
         return -target.log_density(rows, z)
 
     generator = torch.Generator(device=x.device).manual_seed(config.seed)
-    with threads:
+    # Validation and weight gradients off for the whole run (the potential switches them per call
+    # too), so that a compiled sampler traces neither.
+    with threads, pyro.validation_enabled(False), no_weight_gradients(target.networks):
         run = batched_nuts(potential, torch.cat(inits), config.num_samples, config.warmup_steps,
                            inverse_mass=inverse_mass.repeat(num_chains, 1), dense_mass=config.dense_mass,
                            target_accept_prob=config.target_accept_prob,
                            max_tree_depth=config.max_tree_depth, generator=generator,
-                           before_gradient=threads.poll)
+                           before_gradient=threads.poll, jit_compile=config.jit_compile)
 
     def by_chain(values: torch.Tensor) -> torch.Tensor:  # (C*P, S, ...) -> (C, S, P, ...)
         return values.reshape(num_chains, num_points, *values.shape[1:]).transpose(1, 2)

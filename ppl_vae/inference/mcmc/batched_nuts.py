@@ -31,6 +31,7 @@ import torch
 
 from ppl_vae.errors import ConfigError, DataError
 from ppl_vae.inference.mcmc.adaptation import DualAveraging, RunningCovariance, warmup_stages
+from ppl_vae.inference.mcmc.compiled_blocks import CompiledBlocks
 
 #: A leaf whose energy exceeds the starting energy by more than this is a divergence (Pyro's and Stan's value).
 MAX_DELTA_ENERGY = 1000.0
@@ -99,6 +100,8 @@ class Metric:
     def velocity(self, r: torch.Tensor, chains: torch.Tensor | None = None) -> torch.Tensor:
         """``M^-1 r`` for momenta of shape (chains, dim) or (chains, k, dim); ``chains`` selects rows."""
         inverse_mass = self.inverse_mass if chains is None else self.inverse_mass[chains]
+        if self.dense and torch.compiler.is_compiling():  # a product the compiler fuses (bmm it cannot)
+            return (r[..., :, None] * (inverse_mass if r.dim() == 2 else inverse_mass[:, None])).sum(-2)
         if self.dense:  # r^T M^-1 = (M^-1 r)^T: the matrix is symmetric
             return torch.bmm(r[:, None, :], inverse_mass).squeeze(1) if r.dim() == 2 else torch.bmm(r, inverse_mass)
         return (inverse_mass if r.dim() == 2 else inverse_mass[:, None, :]) * r
@@ -109,6 +112,8 @@ class Metric:
 
     def momentum(self, noise: torch.Tensor) -> torch.Tensor:
         """Momenta ~ N(0, M) from standard normal ``noise`` of shape (chains, dim)."""
+        if self.dense and torch.compiler.is_compiling():
+            return (self._momentum_factor * noise[:, None, :]).sum(-1)
         if self.dense:
             return torch.bmm(self._momentum_factor, noise[:, :, None]).squeeze(-1)
         return noise * self._momentum_factor
@@ -149,6 +154,9 @@ class _Sampler:
         self.potential = potential
         self.before_gradient = before_gradient
         self.masked = masked
+        #: Random numbers drawn ahead, used in order before the generator (see :meth:`twin`).
+        self.noise: list[torch.Tensor] = []
+        self.in_block = False
         self.generator = generator
         self.max_tree_depth = max_tree_depth
         num_chains, self.dim = init.shape
@@ -178,6 +186,25 @@ class _Sampler:
         self.r_ckpts = init.new_zeros(num_chains, max_tree_depth, self.dim)
         self.r_sum_ckpts = init.new_zeros(num_chains, max_tree_depth, self.dim)
 
+    #: The attributes that change as chains move (the rest is fixed for a run, or set between stages).
+    STATE = ("current", "left", "right", "front", "proposal", "sub_proposal", "energy0", "tree_weight",
+             "sub_weight", "accept_sum", "sub_accept_sum", "iteration", "depth", "num_steps", "sub_size",
+             "fresh", "new_subtree", "going_right", "sub_turning", "sub_diverging", "r_sum", "sub_r_sum",
+             "r_ckpts", "r_sum_ckpts")
+
+    def twin(self, state: dict[str, torch.Tensor]) -> _Sampler:
+        """A sampler sharing this one's potential, metric and step sizes, in the given state.
+
+        What a compiled block builds inside its graph to run :meth:`step` on the
+        state it carries (``copy.copy`` without touching this object).
+        """
+        twin = object.__new__(type(self))
+        for name, value in vars(self).items():
+            if name != "num_gradient_batches":  # a count the host keeps (a graph would specialize on it)
+                setattr(twin, name, state.get(name, value))
+        twin.noise, twin.num_gradient_batches, twin.in_block = [], 0, True
+        return twin
+
     # -- the parts of a packed point ---------------------------------------------------------
     def _z(self, point: torch.Tensor) -> torch.Tensor:
         return point[:, :self.dim]
@@ -202,15 +229,25 @@ class _Sampler:
 
     # -- random numbers and gradients -------------------------------------------------------
     def _momentum(self) -> torch.Tensor:
+        if self.noise:
+            return self.metric.momentum(self.noise.pop(0))
         noise = torch.randn(self.z.shape, generator=self.generator, dtype=self.z.dtype, device=self.z.device)
         return self.metric.momentum(noise)
 
     def _uniform(self) -> torch.Tensor:
+        if self.noise:
+            return self.noise.pop(0)
         return torch.rand(self.step_size.shape, generator=self.generator, dtype=self.step_size.dtype,
                           device=self.step_size.device)
 
     def potential_and_grad(self, z: torch.Tensor, chains: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """U(z) and its gradient for the given chains, one batched evaluation."""
+        if self.in_block:  # torch.func's gradient, which graphs trace; the block counts its steps itself
+            def total(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                u = self.potential(z, chains)
+                return u.sum(), u
+            grad, (_, u) = torch.func.grad_and_value(total, has_aux=True)(z)
+            return u, grad
         self.num_gradient_batches += 1
         if self.before_gradient is not None:
             self.before_gradient()
@@ -261,7 +298,7 @@ class _Sampler:
         self._check_subtree_turning(live, leaf_r)
         self.sub_size = self.sub_size + live.long()
 
-        done = live & ((self.sub_size == 2 ** self.depth) | self.sub_turning | self.sub_diverging)
+        done = live & ((self.sub_size == 1 << self.depth) | self.sub_turning | self.sub_diverging)
         return self._merge_subtrees(done)
 
     def _start_iterations(self, start: torch.Tensor) -> None:
@@ -275,8 +312,10 @@ class _Sampler:
         self.proposal = torch.where(column, point, self.proposal)
         self.energy0 = torch.where(start, self._energy(point), self.energy0)
         self.r_sum = torch.where(column, r0, self.r_sum)
-        for counter in (self.tree_weight, self.accept_sum, self.depth, self.num_steps):
-            counter.masked_fill_(start, 0)
+        self.tree_weight = self.tree_weight.masked_fill(start, 0)
+        self.accept_sum = self.accept_sum.masked_fill(start, 0)
+        self.depth = self.depth.masked_fill(start, 0)
+        self.num_steps = self.num_steps.masked_fill(start, 0)
         self.new_subtree = self.new_subtree | start
         self.fresh = self.fresh & ~start
 
@@ -285,9 +324,9 @@ class _Sampler:
         self.going_right = torch.where(begin, self._uniform() < 0.5, self.going_right)
         edge = torch.where(self.going_right[:, None], self.right, self.left)
         self.front = torch.where(begin[:, None], edge, self.front)
-        self.sub_size.masked_fill_(begin, 0)
-        self.sub_r_sum.masked_fill_(begin[:, None], 0)
-        self.sub_accept_sum.masked_fill_(begin, 0)
+        self.sub_size = self.sub_size.masked_fill(begin, 0)
+        self.sub_r_sum = self.sub_r_sum.masked_fill(begin[:, None], 0)
+        self.sub_accept_sum = self.sub_accept_sum.masked_fill(begin, 0)
         self.new_subtree = self.new_subtree & ~begin
 
     def _advance_front(self, live: torch.Tensor) -> None:
@@ -398,7 +437,8 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
                  inverse_mass: torch.Tensor | None = None, dense_mass: bool = True,
                  target_accept_prob: float = 0.8, max_tree_depth: int = 10,
                  generator: torch.Generator | None = None, masked: bool | None = None,
-                 before_gradient: Callable[[], None] | None = None) -> BatchedNUTSResult:
+                 before_gradient: Callable[[], None] | None = None,
+                 jit_compile: bool = False) -> BatchedNUTSResult:
     """Run independent NUTS chains in lock step, one batched gradient per leapfrog step.
 
     Parameters
@@ -437,6 +477,18 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
         Called before each batched evaluation of the potential (once per
         leapfrog step), e.g. to poll torch's thread count; the potential
         itself has no side effects.
+    jit_compile : bool
+        Run the masked sampler in blocks of
+        :data:`~ppl_vae.inference.mcmc.compiled_blocks.BLOCK_STEPS` steps, each
+        compiled with ``torch.compile`` into one graph (the potential, its
+        gradient, the tree, the adaptation), so the host is visited once per
+        block instead of a few hundred times per step: what few chains on a
+        small model need (Pyro's ``NUTS`` has the same switch). The first block
+        compiles (seconds); a new potential, shape or dtype compiles again. The
+        potential must be plain tensor code that ``torch.compile`` can trace
+        (one that runs a Pyro program usually is not). Implies ``masked``; the
+        random numbers of a block are drawn before it, so the draws differ from
+        the eager sampler's for the same seed.
 
     Returns
     -------
@@ -449,10 +501,13 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
         raise ConfigError("num_samples and max_tree_depth must be >= 1 and warmup_steps >= 0")
     if not 0 < target_accept_prob < 1:
         raise ConfigError(f"target_accept_prob must lie in (0, 1); got {target_accept_prob}")
+    if jit_compile and masked is False:
+        raise ConfigError("jit_compile=True runs the masked sampler; leave masked unset or pass masked=True")
     metric = Metric(_initial_inverse_mass(init, inverse_mass, dense_mass))
-    masked = init.device.type == "cuda" if masked is None else masked
+    masked = init.device.type == "cuda" or jit_compile if masked is None else masked
     steps_per_check = HOST_CHECK_EVERY if masked else 1
     sampler = _Sampler(potential, init, metric, max_tree_depth, generator, masked, before_gradient)
+    blocks = CompiledBlocks(sampler, target_accept_prob) if jit_compile else None
     num_chains, dim = init.shape
     samples = init.new_empty(num_chains, num_samples, dim)
     stats = {"num_steps": torch.zeros(num_chains, num_samples, dtype=torch.long, device=init.device),
@@ -465,7 +520,9 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
     covariance = RunningCovariance(init, dense_mass)
     for stage_end, slow in warmup_stages(warmup_steps):
         live = sampler.iteration < stage_end
-        while bool(live.any()):
+        if blocks is not None:
+            blocks.advance(stage_end, averaging, covariance if slow else None)
+        while blocks is None and bool(live.any()):
             for _ in range(steps_per_check):
                 finished = sampler.step(live)
                 if masked or bool(finished.any()):
@@ -484,7 +541,9 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
         sampler.step_size = averaging.final_step_size()
 
     live = sampler.iteration < warmup_steps + num_samples
-    while bool(live.any()):
+    if blocks is not None:
+        blocks.advance(warmup_steps + num_samples, averaging, None, record=(warmup_steps, samples, stats))
+    while blocks is None and bool(live.any()):
         for _ in range(steps_per_check):
             finished = sampler.step(live)
             if masked:
