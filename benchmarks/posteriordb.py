@@ -5,6 +5,7 @@ Usage::
     python benchmarks/posteriordb.py [--posterior eight_schools-eight_schools_noncentered ...]
                                      [--num-chains 4] [--warmup-steps 1000] [--num-samples 2000]
                                      [--repeats 3] [--seed 0] [--out benchmarks/results/posteriordb.json]
+                                     [--sampler compiled|program|written]
     python benchmarks/posteriordb.py --quick      # tiny sizes, seconds; checks that both sides run
 
 Three small posteriors of the public posteriordb (github.com/stan-dev/posteriordb;
@@ -26,6 +27,13 @@ A posterior of the whole data set is one "point" for :func:`ppl_vae.sample_poste
 the program takes ``x`` of shape ``(1, N)`` (the observed vector) with its
 covariates bound by :func:`functools.partial`, and its global latents sit in a
 plate of size one, so each chain samples all of them jointly.
+
+ppl_vae's side runs one of three samplers (``--sampler``): by default
+``batched_nuts(..., jit_compile=True)`` on the posterior written out as tensor
+code (:func:`written_potential`, checked against the program's own potential
+by the tests), timed on a second run after the first compiled; ``program``,
+:func:`ppl_vae.sample_posterior` on the Pyro program (eager: a Pyro trace
+cannot be compiled); ``written``, the written potential eagerly.
 
 Every run is compared with posteriordb's reference draws (10 x 1,000 thinned
 Stan draws, summarized in ``benchmarks/posteriordb/*.json``): the mean of each
@@ -66,6 +74,7 @@ from svi_throughput import paired_ratio  # noqa: E402
 from ppl_vae.inference.mcmc.api import NUTSConfig, sample_posterior  # noqa: E402
 from ppl_vae.inference.mcmc.batched_nuts import batched_nuts  # noqa: E402
 from ppl_vae.inference.program import (  # noqa: E402
+    ProgramStructure,
     inspect_program,
     latent_moments,
     program_log_joint,
@@ -170,6 +179,73 @@ _BUILDERS = {
 POSTERIORS = tuple(_BUILDERS)
 
 
+# ---------------------------------------------------------------- the same posteriors as tensor code
+
+def _normal(value: torch.Tensor, loc: torch.Tensor | float, scale: torch.Tensor | float) -> torch.Tensor:
+    """log N(value; loc, scale) without its constant -log sqrt(2 pi), summed over the last dimension."""
+    scale = torch.as_tensor(scale, dtype=value.dtype)
+    return (-0.5 * ((value - loc) / scale) ** 2 - scale.log()).sum(-1)
+
+
+def written_potential(posterior: Posterior) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``-log p(x, T(u)) - log |dT/du|`` of ``posterior`` written out in tensor code, up to a constant.
+
+    The unconstrained coordinates are the program's, in its site order, with
+    ``log`` for the positive scales: what :func:`batched_nuts` compiles with
+    ``jit_compile=True`` (a Pyro program's trace cannot be compiled). The test
+    ``tests/inference/mcmc/test_posteriordb.py`` checks that it differs from the
+    program's own potential by one constant.
+    """
+    data = posterior.data
+    if posterior.name == "eight_schools-eight_schools_noncentered":
+        y, sigma = (torch.tensor(data[key], dtype=DTYPE) for key in ("y", "sigma"))
+        num_schools = len(y)
+
+        def log_density(u: torch.Tensor) -> torch.Tensor:
+            theta_trans, mu, log_tau = u[:, :num_schools], u[:, num_schools], u[:, num_schools + 1]
+            tau = log_tau.exp()
+            theta = theta_trans * tau[:, None] + mu[:, None]
+            return (_normal(theta_trans, 0.0, 1.0) + _normal(mu[:, None], 0.0, 5.0)
+                    - torch.log1p((tau / 5) ** 2) + log_tau + _normal(y, theta, sigma))
+    elif posterior.name == "kidiq-kidscore_momiq":
+        kid_score, mom_iq = (torch.tensor(data[key], dtype=DTYPE) for key in ("kid_score", "mom_iq"))
+
+        def log_density(u: torch.Tensor) -> torch.Tensor:
+            log_sigma = u[:, 2]
+            sigma = log_sigma.exp()
+            loc = u[:, :1] + u[:, 1:2] * mom_iq
+            return -torch.log1p((sigma / 2.5) ** 2) + log_sigma + _normal(kid_score, loc, sigma[:, None])
+    else:
+        y, X = torch.tensor(data["y"], dtype=DTYPE), torch.tensor(data["X"], dtype=DTYPE)  # noqa: N806
+        num_coefficients, covariates = X.shape[1], X.T.contiguous()  # (D, N)
+
+        def log_density(u: torch.Tensor) -> torch.Tensor:
+            beta, log_sigma = u[:, :num_coefficients], u[:, num_coefficients]
+            sigma = log_sigma.exp()
+            return (_normal(beta, 0.0, 10.0) + _normal(sigma[:, None], 0.0, 10.0) + log_sigma
+                    + _normal(y, beta @ covariates, sigma[:, None]))
+
+    def potential(u: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
+        return -log_density(u)
+
+    return potential
+
+
+def program_potential(posterior: Posterior, num_rows: int) -> tuple[Callable, ProgramStructure]:
+    """The program's own potential on ``num_rows`` rows (as ``sample_posterior`` builds it, with the
+    improper-prior check off), and its structure."""
+    program, x = posterior.program, posterior.x
+    structure = inspect_program(program, posterior.guide, x, need_guide=False, proper_prior=False)
+    x_rows = x.repeat(num_rows, 1)
+
+    def potential(u: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
+        with pyro.validation_enabled(False):
+            values, log_det = to_constrained(u, structure)
+            return -(program_log_joint(program, x_rows[chains], values, structure) + log_det)
+
+    return potential, structure
+
+
 def load_posterior(name: str) -> Posterior:
     """The posterior ``name`` (one of :data:`POSTERIORS`) from the files in ``benchmarks/posteriordb``."""
     stored = json.loads((DATA / f"{name}.json").read_text())
@@ -229,46 +305,61 @@ def compare(draws: dict[str, np.ndarray], reference: dict[str, dict[str, float]]
     return rows
 
 
-def run_ppl_vae(posterior: Posterior, config: NUTSConfig) -> tuple[float, int, dict[str, np.ndarray]]:
-    """ppl_vae's NUTS on the program: (seconds, divergences, draws under posteriordb's names).
+SAMPLERS = ("compiled", "program", "written")
 
-    Through :func:`ppl_vae.sample_posterior` where it accepts the program;
-    a program with a flat prior (which ``sample_posterior`` refuses, as it does
-    for every method that needs log p(x)) through :func:`batched_nuts` on the
-    potential read from the same program (:func:`_nuts_on_program`).
+
+def run_ppl_vae(posterior: Posterior, config: NUTSConfig, sampler: str = "program"
+                ) -> tuple[float, int, dict[str, np.ndarray]]:
+    """ppl_vae's NUTS: (seconds, divergences, draws under posteriordb's names).
+
+    ``sampler``:
+
+    * ``"program"``: the Pyro program through :func:`ppl_vae.sample_posterior`
+      where it accepts it; a program with a flat prior (which ``sample_posterior``
+      refuses, as it does for every method that needs log p(x)) through
+      :func:`batched_nuts` on the potential read from the same program.
+    * ``"written"``: :func:`batched_nuts` on :func:`written_potential`, eager.
+    * ``"compiled"``: the same with ``jit_compile=True``; the seconds are those
+      of a second run, after the first compiled (see :func:`run_compiled`).
     """
-    if posterior.guide is not None:
-        return _nuts_on_program(posterior, config)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="NUTS on .* latent dimensions")
-        result = sample_posterior(posterior.program, posterior.x, config)
-    sites = {name: value[:, :, 0].numpy() for name, value in result.sites.items()}
-    return result.wall_time, int(result.sample_stats["diverging"].sum()), reference_draws(posterior.name, sites)
+    if sampler == "program" and posterior.guide is None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="NUTS on .* latent dimensions")
+            result = sample_posterior(posterior.program, posterior.x, config)
+        sites = {name: value[:, :, 0].numpy() for name, value in result.sites.items()}
+        return result.wall_time, int(result.sample_stats["diverging"].sum()), reference_draws(posterior.name, sites)
+    if sampler == "compiled":
+        return run_compiled(posterior, config)[1:]
+    potential, structure = program_potential(posterior, config.num_chains)
+    if sampler == "written":
+        potential = written_potential(posterior)
+    return _batched(posterior, config, potential, structure, jit_compile=False)
 
 
-def _nuts_on_program(posterior: Posterior, config: NUTSConfig) -> tuple[float, int, dict[str, np.ndarray]]:
-    """:func:`batched_nuts` on ``-log p(x, z)`` of the program, in the unconstrained space, as
-    ``sample_posterior`` builds it, with the improper-prior check off; chains start around
-    the guide's draws (``loc + init_scale * scale * eps``, seeded ``seed + chain``)."""
-    program, x = posterior.program, posterior.x
-    structure = inspect_program(program, posterior.guide, x, need_guide=False, proper_prior=False)
-    loc, scale = latent_moments(program, posterior.guide, x, structure, config.seed)
+def run_compiled(posterior: Posterior, config: NUTSConfig) -> tuple[float, float, int, dict[str, np.ndarray]]:
+    """``jit_compile=True`` on :func:`written_potential`, twice with the same settings:
+    (the first run's extra seconds, i.e. compilation; the second run's seconds; divergences; draws)."""
+    _, structure = program_potential(posterior, config.num_chains)
+    potential = written_potential(posterior)
+    first, *_ = _batched(posterior, config, potential, structure, jit_compile=True)
+    second, divergences, draws = _batched(posterior, config, potential, structure, jit_compile=True)
+    return first - second, second, divergences, draws
+
+
+def _batched(posterior: Posterior, config: NUTSConfig, potential: Callable, structure: ProgramStructure,
+             jit_compile: bool) -> tuple[float, int, dict[str, np.ndarray]]:
+    """:func:`batched_nuts` on ``potential``; chains start around the guide's (or prior's) draws
+    (``loc + init_scale * scale * eps``, seeded ``seed + chain``), as ``sample_posterior`` starts them."""
+    loc, scale = latent_moments(posterior.program, posterior.guide, posterior.x, structure, config.seed)
     inits = []
     for chain in range(config.num_chains):
         generator = torch.Generator().manual_seed(config.seed + chain)
         inits.append(loc + config.init_scale * scale * torch.randn(loc.shape, generator=generator, dtype=DTYPE))
-    x_rows = x.repeat(config.num_chains, 1)
-
-    def potential(u: torch.Tensor, chains: torch.Tensor) -> torch.Tensor:
-        with pyro.validation_enabled(False):
-            values, log_det = to_constrained(u, structure)
-            return -(program_log_joint(program, x_rows[chains], values, structure) + log_det)
-
     started = time.perf_counter()
     run = batched_nuts(potential, torch.cat(inits), config.num_samples, config.warmup_steps,
                        inverse_mass=scale.pow(2).repeat(config.num_chains, 1), dense_mass=config.dense_mass,
                        target_accept_prob=config.target_accept_prob, max_tree_depth=config.max_tree_depth,
-                       generator=torch.Generator().manual_seed(config.seed))
+                       generator=torch.Generator().manual_seed(config.seed), jit_compile=jit_compile)
     seconds = time.perf_counter() - started
     with torch.no_grad():
         sites, _ = to_constrained(run.samples, structure)
@@ -343,12 +434,18 @@ def _summary(rows: list[dict[str, float]], seconds: float) -> dict[str, float]:
             "sd_ratio_range": [min(row["sd_ratio"] for row in rows), max(row["sd_ratio"] for row in rows)]}
 
 
-def bench_posterior(name: str, config: NUTSConfig, repeats: int, with_numpyro: bool) -> dict[str, Any]:
+def bench_posterior(name: str, config: NUTSConfig, repeats: int, with_numpyro: bool,
+                    sampler: str = "compiled") -> dict[str, Any]:
     """ppl_vae and NumPyro alternated ``repeats`` times on one posterior; the record of the run."""
     posterior = load_posterior(name)
-    record: dict[str, Any] = {"posterior": name, "ppl_vae": [], "numpyro": [], "numpyro_compile_s": []}
+    record: dict[str, Any] = {"posterior": name, "sampler": sampler, "ppl_vae": [], "ppl_vae_compile_s": [],
+                              "numpyro": [], "numpyro_compile_s": []}
     for _ in range(repeats):
-        seconds, divergences, draws = run_ppl_vae(posterior, config)
+        if sampler == "compiled":
+            compile_s, seconds, divergences, draws = run_compiled(posterior, config)
+            record["ppl_vae_compile_s"].append(compile_s)
+        else:
+            seconds, divergences, draws = run_ppl_vae(posterior, config, sampler)
         rows = compare(draws, posterior.reference)
         record["ppl_vae"].append({**_summary(rows, seconds), "divergences": divergences})
         record["ppl_vae_rows"] = rows
@@ -367,14 +464,15 @@ def bench_posterior(name: str, config: NUTSConfig, repeats: int, with_numpyro: b
 
 
 def _print(record: dict[str, Any]) -> None:
-    print(f"\n{record['posterior']}")
+    print(f"\n{record['posterior']} (ppl_vae: {record['sampler']})")
     print(f"  {'parameter':<12}{'mean':>10}{'ref':>10}{'z':>7}{'sd ratio':>10}{'R-hat':>7}{'ESS':>7}")
     for row in record["ppl_vae_rows"]:
         print(f"  {row['parameter']:<12}{row['mean']:>10.3f}{row['ref_mean']:>10.3f}{row['z']:>7.2f}"
               f"{row['sd_ratio']:>10.3f}{row['r_hat']:>7.3f}{row['ess_bulk']:>7.0f}")
     for side in ("ppl_vae", "numpyro"):
         for i, run in enumerate(record[side]):
-            extra = f", compile {record['numpyro_compile_s'][i]:.2f} s" if side == "numpyro" else ""
+            compiles = record[f"{side}_compile_s"]
+            extra = f", compile {compiles[i]:.2f} s" if compiles else ""
             print(f"  {side:<8} repeat {i}: {run['seconds']:.2f} s{extra}, min ESS {run['min_ess_bulk']:.0f}, "
                   f"ESS/s {run['ess_per_s']:.1f}, max |z| {run['max_abs_z']:.2f}, "
                   f"max R-hat {run['max_r_hat']:.3f}")
@@ -392,6 +490,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-numpyro", action="store_true", help="run ppl_vae's side only")
+    parser.add_argument("--sampler", choices=SAMPLERS, default="compiled",
+                        help="ppl_vae's side: batched_nuts(jit_compile=True) on the posterior written as "
+                             "tensor code (default), sample_posterior on the Pyro program, or the written "
+                             "potential eagerly")
     parser.add_argument("--quick", action="store_true", help="4 x (100 + 100), one repeat")
     parser.add_argument("--out", type=Path, help="write the record as JSON here")
     args = parser.parse_args(argv)
@@ -404,12 +506,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"NumPyro skipped: {missing}")
     with_numpyro = not args.no_numpyro and missing is None
     pyro.set_rng_seed(args.seed)
-    records = [bench_posterior(name, config, args.repeats, with_numpyro) for name in args.posterior]
+    records = [bench_posterior(name, config, args.repeats, with_numpyro, args.sampler) for name in args.posterior]
     for record in records:
         _print(record)
     out = {"config": {"num_chains": args.num_chains, "warmup_steps": args.warmup_steps,
                       "num_samples": args.num_samples, "repeats": args.repeats, "seed": args.seed,
-                      "dtype": "float64", "torch_threads": torch.get_num_threads()},
+                      "dtype": "float64", "torch_threads": torch.get_num_threads(), "sampler": args.sampler},
            "posteriors": records}
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -79,7 +79,7 @@ class CompiledBlocks:
         self.target_accept_prob = target_accept_prob
         # The C++ wrapper: the generated Python one spends ~150 us per step allocating buffers.
         self._block = torch.compile(self._run_block, fullgraph=True, dynamic=False,
-                                    options={"cpp_wrapper": True})
+                                    options={"cpp_wrapper": True, "cpp.threads": 1})
 
     def advance(self, stage_end: int, averaging: DualAveraging, covariance: RunningCovariance | None,
                 record: tuple[int, torch.Tensor, dict[str, torch.Tensor]] | None = None) -> None:
