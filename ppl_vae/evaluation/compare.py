@@ -398,6 +398,35 @@ def compare_posteriors(model: Any, x: torch.Tensor, config: CompareConfig = Comp
     Returns
     -------
     Comparison
+
+    Examples
+    --------
+    Settings small enough to see the output's parts (far too small for its
+    numbers: the NUTS reference has not converged, and every report says so):
+
+    >>> import pyro
+    >>> import torch
+    >>> from ppl_vae import VAE
+    >>> from ppl_vae.evaluation import CompareConfig, compare_posteriors
+    >>> from ppl_vae.inference import NUTSConfig
+    >>> pyro.set_rng_seed(0)
+    >>> vae = VAE(data_dim=64, latent_dim=2, hidden_dims=(32,))
+    >>> x = torch.bernoulli(torch.full((2, 64), 0.3))
+    >>> config = CompareConfig(elbo_samples=50, iwae_samples=100, fit_max_steps=100,
+    ...                        methods=("encoder", "local_gaussian"),
+    ...                        nuts=NUTSConfig(num_chains=2, warmup_steps=20, num_samples=20))
+    >>> comparison = compare_posteriors(vae, x, config)
+    >>> [row.name for row in comparison.rows]
+    ['nuts', 'encoder', 'local_gaussian']
+    >>> sorted(comparison.gaps)                   # Cremer et al.'s split of the encoder's gap
+    ['amortization', 'approximation']
+    >>> comparison.converged
+    False
+    >>> print(comparison.table())                 # doctest: +ELLIPSIS
+    2 points; nats per point; distances against NUTS
+    ...
+    WARNING: NUTS did not converge; the distances to its draws are not trustworthy:
+    ...
     """
     program = resolve(model, x, guide, "compare_posteriors")  # read once, handed to every method
     own_guide = program.guide_program

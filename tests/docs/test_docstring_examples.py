@@ -11,9 +11,12 @@ import pytest
 
 import ppl_vae
 
-#: Modules whose public objects' Examples are run (every module the public names come from).
+#: Modules whose public objects' Examples are run: every module the public names come from,
+#: and those of the most used inference functions outside ``ppl_vae.__all__``.
 MODULES = sorted({obj.__module__ for obj in map(lambda name: getattr(ppl_vae, name), ppl_vae.__all__)
-                  if getattr(obj, "__module__", "").startswith("ppl_vae")} | {"ppl_vae.explorer"})
+                  if getattr(obj, "__module__", "").startswith("ppl_vae")}
+                 | {"ppl_vae.explorer", "ppl_vae.evaluation.compare", "ppl_vae.inference.ais",
+                    "ppl_vae.inference.local_vi", "ppl_vae.inference.mcmc.api"})
 
 
 def examples() -> list[tuple[str, doctest.DocTest]]:
@@ -32,7 +35,9 @@ EXAMPLES = examples()
 
 def test_the_most_used_names_have_examples():
     names = {name for name, _ in EXAMPLES}
-    for expected in ("load_dataset", "resolve_device", "train", "SVIConfig", "VAE", "LinearGaussian"):
+    for expected in ("load_dataset", "resolve_device", "train", "SVIConfig", "VAE", "LinearGaussian",
+                     "compile_program", "elbo", "elbo_terms", "iwae", "naive_prior", "sample_posterior",
+                     "NUTSConfig", "ais", "bdmc", "fit_local_gaussian", "compare_posteriors"):
         assert any(name.endswith(f".{expected}") for name in names), expected
 
 

@@ -106,6 +106,20 @@ class NUTSConfig:
         where an eager step is mostly Python and dispatch. Needs a model whose
         log density ``torch.compile`` can trace: the library's models and
         users' programs that the direct path transcribes.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> from ppl_vae.inference import NUTSConfig
+    >>> config = NUTSConfig(num_chains=2, warmup_steps=20, num_samples=20)   # a quick look
+    >>> config.scheme, config.dense_mass
+    ('batched', True)
+    >>> dataclasses.replace(config, num_samples=1000).num_samples           # frozen: copy to change
+    1000
+    >>> NUTSConfig(scheme="gibbs")
+    Traceback (most recent call last):
+        ...
+    ppl_vae.errors.ConfigError: unknown scheme 'gibbs'; choose one of batched, joint, per_point
     """
 
     num_samples: int = 1000
@@ -356,6 +370,28 @@ def sample_posterior(model: Any, x: torch.Tensor, config: NUTSConfig = NUTSConfi
     Returns
     -------
     MCMCResult
+
+    Examples
+    --------
+    A few draws to see the shapes (too few to trust: the defaults are 4
+    chains, 500 warm-up steps and 1,000 draws each):
+
+    >>> import pyro
+    >>> import torch
+    >>> from ppl_vae import VAE
+    >>> from ppl_vae.inference import NUTSConfig, posterior_moments, sample_posterior
+    >>> pyro.set_rng_seed(0)
+    >>> vae = VAE(data_dim=64, latent_dim=2, hidden_dims=(32,))
+    >>> x = torch.bernoulli(torch.full((2, 64), 0.3))
+    >>> config = NUTSConfig(num_chains=2, warmup_steps=20, num_samples=20)
+    >>> result = sample_posterior(vae, x, config)
+    >>> result.samples.shape                      # (chains, draws, points, latent_dim)
+    torch.Size([2, 20, 2, 2])
+    >>> result.sample_stats["diverging"].dtype
+    torch.bool
+    >>> mean, covariance = posterior_moments(result)
+    >>> mean.shape, covariance.shape
+    (torch.Size([2, 2]), torch.Size([2, 2, 2]))
     """
     program = resolve(model, x, guide, "sample_posterior")
     structure = program.require(x, "sample_posterior")
