@@ -15,6 +15,8 @@ before it (the graph cannot hold a ``torch.Generator``).
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import TYPE_CHECKING
 
 import torch
@@ -75,6 +77,10 @@ class CompiledBlocks:
     """
 
     def __init__(self, sampler: _Sampler, target_accept_prob: float) -> None:
+        if sampler.z.device.type == "cpu" and not has_cpp_compiler():
+            raise ConfigError("jit_compile=True on the CPU needs a C++ compiler for torch.compile (g++ or "
+                              "clang++ on the PATH, or $CXX); install one (Debian: apt install g++) or "
+                              "pass jit_compile=False")
         self.sampler = sampler
         self.target_accept_prob = target_accept_prob
         # The C++ wrapper: the generated Python one spends ~150 us per step allocating buffers.
@@ -160,6 +166,11 @@ class CompiledBlocks:
         return while_loop(unfinished, one_step, (start, *carried, positions, recorded))[1:]
 
 
+def has_cpp_compiler() -> bool:
+    """Whether torch.compile finds a C++ compiler to build its CPU kernels with."""
+    return any(shutil.which(name) for name in (os.environ.get("CXX", "g++"), "g++", "clang++"))
+
+
 def _first_reason(error: Exception) -> str:
     """The line of a torch.compile error that says what it could not trace."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -179,4 +190,4 @@ def _store(warmup_steps: int, samples: torch.Tensor, stats: dict[str, torch.Tens
         stats[name][chains, draw] = recorded[steps, chains, column].to(stats[name].dtype)
 
 
-__all__ = ["BLOCK_STEPS", "RECORDED", "CompiledBlocks", "pack", "unpack"]
+__all__ = ["BLOCK_STEPS", "RECORDED", "CompiledBlocks", "has_cpp_compiler", "pack", "unpack"]

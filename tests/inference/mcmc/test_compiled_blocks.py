@@ -11,7 +11,9 @@ from ppl_vae.errors import ConfigError
 from ppl_vae.evaluation.diagnostics import check_convergence, to_inference_data
 from ppl_vae.inference.mcmc.api import NUTSConfig, sample_posterior
 from ppl_vae.inference.mcmc.batched_nuts import batched_nuts
-from ppl_vae.inference.mcmc.compiled_blocks import BLOCK_STEPS
+from ppl_vae.inference.mcmc.compiled_blocks import BLOCK_STEPS, has_cpp_compiler
+
+pytestmark = pytest.mark.skipif(not has_cpp_compiler(), reason="torch.compile needs a C++ compiler on the CPU")
 
 # Deviation allowed, in Monte Carlo standard errors (|Z| > 4.5 has p < 1e-5 per check).
 MC_Z = 4.5
