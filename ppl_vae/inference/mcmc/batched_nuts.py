@@ -483,10 +483,11 @@ def batched_nuts(potential: Potential, init: torch.Tensor, num_samples: int, war
         compiled with ``torch.compile`` into one graph (the potential, its
         gradient, the tree, the adaptation), so the host is visited once per
         block instead of a few hundred times per step: what few chains on a
-        small model need (Pyro's ``NUTS`` has the same switch). The first block
-        compiles (seconds); a new potential, shape or dtype compiles again. The
-        potential must be plain tensor code that ``torch.compile`` can trace
-        (one that runs a Pyro program usually is not). Implies ``masked``; the
+        small model need (Pyro's ``NUTS`` has the same switch). The first
+        block compiles (tens of seconds on a CPU); a new potential, shape or
+        dtype compiles again. The potential must be plain tensor code that
+        ``torch.compile`` can trace (one that runs a Pyro program's trace is
+        not; the library's models on the direct path are). Implies ``masked``; the
         random numbers of a block are drawn before it, so the draws differ from
         the eager sampler's for the same seed.
 
