@@ -165,12 +165,11 @@ def posteriordb() -> str:
              "| posterior | ppl_vae | compile | NumPyro | compile | seconds, ppl_vae / NumPyro | ESS/s, ppl_vae / "
              "NumPyro | max R-hat | max \\|z\\| vs reference |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    def median(runs: list[dict]) -> float:
+        return sorted(run["seconds"] for run in runs)[len(runs) // 2]
+
     for record in result["posteriors"]:
         ours, theirs = record["ppl_vae"], record["numpyro"]
-
-        def median(runs: list[dict]) -> float:
-            return sorted(run["seconds"] for run in runs)[len(runs) // 2]
-
         lines.append(
             f"| `{record['posterior']}` | {median(ours):.1f} s | {record['ppl_vae_compile_s'][0]:.0f} s | "
             f"{median(theirs):.1f} s | {record['numpyro_compile_s'][0]:.0f} s | {record['ratio_seconds']:.2f} | "

@@ -216,7 +216,9 @@ class Target:
         """``log p(x, T(u)) + log |dT/du|`` per row for unconstrained latents ``u`` of shape (rows, dim)."""
         # No argument validation per leapfrog step: the data were checked once, and a check is a
         # device-to-host sync that would stall a GPU at every step.
-        if torch.compiler.is_compiling() and self.direct:  # inside a compiled sampler, which set both
+        # Inside a compiled sampler (which switched validation off) the switches cannot be traced;
+        # a direct model is a frozen copy, with no networks to switch.
+        if torch.compiler.is_compiling() and self.direct:
             return transcribed.log_joint(self.model, x, u)
         with pyro.validation_enabled(False), no_weight_gradients(self.networks):
             if self.direct:

@@ -52,7 +52,7 @@ import torch
 from pyro.infer.mcmc import NUTS
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.compiled import Target, no_weight_gradients, resolve
+from ppl_vae.inference.compiled import Target, resolve
 from ppl_vae.inference.mcmc.batched_nuts import batched_nuts
 from ppl_vae.inference.program import ProgramStructure, to_constrained
 from ppl_vae.models.base import check_positive_int
@@ -292,9 +292,9 @@ def _run_batched(target: Target, x: torch.Tensor, inits: list[torch.Tensor],
         return -target.log_density(rows, z)
 
     generator = torch.Generator(device=x.device).manual_seed(config.seed)
-    # Validation and weight gradients off for the whole run (the potential switches them per call
-    # too), so that a compiled sampler traces neither.
-    with threads, pyro.validation_enabled(False), no_weight_gradients(target.networks):
+    # Validation off for the whole run (the potential switches it off per call too), so that a
+    # compiled sampler traces no argument checks.
+    with threads, pyro.validation_enabled(False):
         run = batched_nuts(potential, torch.cat(inits), config.num_samples, config.warmup_steps,
                            inverse_mass=inverse_mass.repeat(num_chains, 1), dense_mass=config.dense_mass,
                            target_accept_prob=config.target_accept_prob,

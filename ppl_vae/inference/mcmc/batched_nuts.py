@@ -186,14 +186,8 @@ class _Sampler:
         self.r_ckpts = init.new_zeros(num_chains, max_tree_depth, self.dim)
         self.r_sum_ckpts = init.new_zeros(num_chains, max_tree_depth, self.dim)
 
-    #: The attributes that change as chains move (the rest is fixed for a run, or set between stages).
-    STATE = ("current", "left", "right", "front", "proposal", "sub_proposal", "energy0", "tree_weight",
-             "sub_weight", "accept_sum", "sub_accept_sum", "iteration", "depth", "num_steps", "sub_size",
-             "fresh", "new_subtree", "going_right", "sub_turning", "sub_diverging", "r_sum", "sub_r_sum",
-             "r_ckpts", "r_sum_ckpts")
-
     def twin(self, state: dict[str, torch.Tensor]) -> _Sampler:
-        """A sampler sharing this one's potential, metric and step sizes, in the given state.
+        """A sampler sharing this one's potential and metric, in the given state (the rest copied).
 
         What a compiled block builds inside its graph to run :meth:`step` on the
         state it carries (``copy.copy`` without touching this object).

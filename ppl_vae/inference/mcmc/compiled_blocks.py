@@ -39,6 +39,8 @@ _COLUMNS = {"step_size": None, "energy0": None, "tree_weight": None, "sub_weight
             "going_right": torch.bool, "sub_turning": torch.bool, "sub_diverging": torch.bool}
 _SUMS = ("r_sum", "sub_r_sum")
 _CHECKPOINTS = ("r_ckpts", "r_sum_ckpts")
+#: The sampler's attributes that change within a block (the rest is fixed for a run, or set between stages).
+STATE = (*_POINTS, *_COLUMNS, *_SUMS, *_CHECKPOINTS)
 #: What a block records per step and chain beside the position: finished, iteration, then the draw's statistics.
 RECORDED = ("finished", "iteration", "num_steps", "tree_depth", "diverging", "acceptance_rate")
 
@@ -105,8 +107,7 @@ class CompiledBlocks:
             noise_u = torch.rand((BLOCK_STEPS, 3, *like.shape), generator=sampler.generator, dtype=like.dtype,
                                  device=like.device)
             dual = torch.stack([averaging.prox_center, averaging.t, averaging.g_avg, averaging.x_avg], 1)
-            carried = (*pack({**{name: getattr(sampler, name) for name in sampler.STATE},
-                              "step_size": sampler.step_size}),
+            carried = (*pack({name: getattr(sampler, name) for name in STATE}),
                        dual, tracked.count, tracked.mean, tracked.m2)
             try:
                 out = self._block(carried, noise_z, noise_u, stage, flags)
@@ -114,10 +115,8 @@ class CompiledBlocks:
                 reason = _first_reason(error)
                 raise ConfigError(f"jit_compile=True: torch.compile could not compile the NUTS step with "
                                   f"this potential ({reason}); pass jit_compile=False") from None
-            state = unpack(*out[:4])
-            for name in sampler.STATE:
-                setattr(sampler, name, state[name])
-            sampler.step_size = state["step_size"]
+            for name, value in unpack(*out[:4]).items():
+                setattr(sampler, name, value)
             averaging.t, averaging.g_avg, averaging.x_avg = out[4][:, 1], out[4][:, 2], out[4][:, 3]
             tracked.count, tracked.mean, tracked.m2 = out[5:8]
             sampler.num_gradient_batches += BLOCK_STEPS
@@ -156,8 +155,7 @@ class CompiledBlocks:
             row = torch.stack([finished.to(accept.dtype), twin.iteration.to(accept.dtype),
                                twin.num_steps.to(accept.dtype), twin.depth.to(accept.dtype),
                                twin.sub_diverging.to(accept.dtype), accept], -1)
-            state = {name: getattr(twin, name) for name in sampler.STATE}
-            return (k + 1, *pack({**state, "step_size": twin.step_size}),
+            return (k + 1, *pack({name: getattr(twin, name) for name in STATE}),
                     torch.stack([averaging.prox_center, averaging.t, averaging.g_avg, averaging.x_avg], 1),
                     covariance.count, covariance.mean, covariance.m2,
                     positions.index_copy(0, at, twin.z[None]), recorded.index_copy(0, at, row[None]))
@@ -190,4 +188,4 @@ def _store(warmup_steps: int, samples: torch.Tensor, stats: dict[str, torch.Tens
         stats[name][chains, draw] = recorded[steps, chains, column].to(stats[name].dtype)
 
 
-__all__ = ["BLOCK_STEPS", "RECORDED", "CompiledBlocks", "has_cpp_compiler", "pack", "unpack"]
+__all__ = ["BLOCK_STEPS", "RECORDED", "STATE", "CompiledBlocks", "has_cpp_compiler", "pack", "unpack"]
