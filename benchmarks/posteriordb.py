@@ -71,12 +71,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peers import missing_package  # noqa: E402
 from svi_throughput import paired_ratio  # noqa: E402
 
-from ppl_vae.inference.mcmc.api import NUTSConfig, sample_posterior  # noqa: E402
+from ppl_vae.inference.mcmc.api import NUTSConfig, sample_posterior, uniform_starts  # noqa: E402
 from ppl_vae.inference.mcmc.batched_nuts import batched_nuts  # noqa: E402
 from ppl_vae.inference.program import (  # noqa: E402
     ProgramStructure,
     inspect_program,
-    latent_moments,
     program_log_joint,
     to_constrained,
 )
@@ -348,16 +347,14 @@ def run_compiled(posterior: Posterior, config: NUTSConfig) -> tuple[float, float
 
 def _batched(posterior: Posterior, config: NUTSConfig, potential: Callable, structure: ProgramStructure,
              jit_compile: bool) -> tuple[float, int, dict[str, np.ndarray]]:
-    """:func:`batched_nuts` on ``potential``; chains start around the guide's (or prior's) draws
-    (``loc + init_scale * scale * eps``, seeded ``seed + chain``), as ``sample_posterior`` starts them."""
-    loc, scale = latent_moments(posterior.program, posterior.guide, posterior.x, structure, config.seed)
-    inits = []
-    for chain in range(config.num_chains):
-        generator = torch.Generator().manual_seed(config.seed + chain)
-        inits.append(loc + config.init_scale * scale * torch.randn(loc.shape, generator=generator, dtype=DTYPE))
+    """:func:`batched_nuts` on ``potential``; chains start as ``sample_posterior`` starts a program
+    without a guide (and as NumPyro does): uniform on (-2, 2) per unconstrained coordinate, unit mass."""
+    like = torch.zeros(1, structure.latent_numel, dtype=DTYPE)
+    inits = uniform_starts(like, config)
     started = time.perf_counter()
     run = batched_nuts(potential, torch.cat(inits), config.num_samples, config.warmup_steps,
-                       inverse_mass=scale.pow(2).repeat(config.num_chains, 1), dense_mass=config.dense_mass,
+                       inverse_mass=torch.ones(config.num_chains, structure.latent_numel, dtype=DTYPE),
+                       dense_mass=config.dense_mass,
                        target_accept_prob=config.target_accept_prob, max_tree_depth=config.max_tree_depth,
                        generator=torch.Generator().manual_seed(config.seed), jit_compile=jit_compile)
     seconds = time.perf_counter() - started

@@ -489,6 +489,11 @@ class Program:
         """
         return -self.target.log_density(x, u)
 
+    @property
+    def has_proposal(self) -> bool:
+        """Whether an encoder (on the direct path) or a guide says where each point's posterior lies."""
+        return (self.direct and callable(getattr(self.source, "encode", None))) or self.guide_program is not None
+
     def starting_region(self, x: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-point centre and spread of chains' starting points, in unconstrained space.
 

@@ -52,7 +52,7 @@ import torch
 from pyro.infer.mcmc import NUTS
 
 from ppl_vae.errors import ConfigError
-from ppl_vae.inference.compiled import Target, resolve
+from ppl_vae.inference.compiled import Program, Target, resolve
 from ppl_vae.inference.mcmc.batched_nuts import batched_nuts
 from ppl_vae.inference.program import ProgramStructure, to_constrained
 from ppl_vae.models.base import check_positive_int
@@ -60,6 +60,10 @@ from ppl_vae.rng import keeps_global_rng
 from ppl_vae.threads import FreeCoreThreads
 
 SCHEMES = ("batched", "joint", "per_point")
+
+#: A program with neither an encoder nor a guide starts its chains uniformly on (-INIT_RADIUS, INIT_RADIUS)
+#: in every unconstrained coordinate (Stan's, Pyro's and NumPyro's default).
+INIT_RADIUS = 2.0
 
 #: Above this many latent dimensions per point NUTS still works but gets slow.
 RECOMMENDED_MAX_LATENT_DIM = 10
@@ -91,8 +95,12 @@ class NUTSConfig:
     target_accept_prob, max_tree_depth
         Step-size adaptation target and the cap on trajectory doublings.
     init_scale : float
-        Chains start at ``mu(x) + init_scale * sigma(x) * eps`` from the encoder,
-        overdispersed so that R-hat can detect chains that have not mixed.
+        Chains start at ``mu(x) + init_scale * sigma(x) * eps`` from the encoder
+        (or the guide's draws), overdispersed so that R-hat can detect chains
+        that have not mixed. A program with neither starts as Stan, Pyro and
+        NumPyro do: uniform on (-2, 2) in every unconstrained coordinate, with
+        a unit initial mass matrix (a prior is no guide to where the posterior
+        is: vague priors would start the chains tens of posterior widths away).
     seed : int
     adapt_threads : bool
         ``"batched"``: keep torch's CPU thread count at the cores other
@@ -310,6 +318,44 @@ def _run_batched(target: Target, x: torch.Tensor, inits: list[torch.Tensor],
     return by_chain(run.samples), {name: by_chain(value).cpu() for name, value in stats.items()}
 
 
+def chain_starts(program: Program, x: torch.Tensor, config: NUTSConfig) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Where :func:`sample_posterior`'s chains start, and their initial inverse mass matrix.
+
+    Around the encoder's or the guide's region where the program has one
+    (see ``NUTSConfig.init_scale``); uniform on (-:data:`INIT_RADIUS`,
+    :data:`INIT_RADIUS`) in every unconstrained coordinate with unit mass otherwise.
+
+    Returns
+    -------
+    inits : list of Tensor, each shape (num_points, latent_numel)
+        One per chain, seeded ``config.seed + chain``.
+    inverse_mass : Tensor, shape (num_points, latent_numel)
+        The diagonal: the region's variances, or ones.
+    """
+    loc, scale = program.starting_region(x, config.seed)
+    if program.has_proposal:
+        return [_initial_points(loc, scale, config, chain) for chain in range(config.num_chains)], scale.pow(2)
+    return uniform_starts(loc, config), torch.ones_like(scale)
+
+
+def uniform_starts(like: torch.Tensor, config: NUTSConfig) -> list[torch.Tensor]:
+    """Starting points uniform on (-:data:`INIT_RADIUS`, :data:`INIT_RADIUS`), one tensor per chain.
+
+    Parameters
+    ----------
+    like : Tensor, shape (num_points, latent_numel)
+        Gives the shape, dtype and device.
+    config : NUTSConfig
+        Chain ``c`` draws from a generator seeded ``config.seed + c``.
+    """
+    inits = []
+    for chain in range(config.num_chains):
+        generator = torch.Generator(device=like.device).manual_seed(config.seed + chain)
+        uniform = torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+        inits.append(INIT_RADIUS * (2 * uniform - 1))
+    return inits
+
+
 def _initial_points(loc: torch.Tensor, scale: torch.Tensor, config: NUTSConfig, chain: int) -> torch.Tensor:
     """A chain's starting points ``loc + init_scale * scale * eps`` around the encoder's means."""
     generator = torch.Generator(device=loc.device).manual_seed(config.seed + chain)
@@ -409,12 +455,11 @@ def sample_posterior(model: Any, x: torch.Tensor, config: NUTSConfig = NUTSConfi
             f"NUTS on {structure.latent_numel} latent dimensions per point is slow; it is recommended "
             f"for 2 to {RECOMMENDED_MAX_LATENT_DIM}", stacklevel=2)
     target = program.target
-    loc, scale = program.starting_region(x, config.seed)
-    inits = [_initial_points(loc, scale, config, chain) for chain in range(config.num_chains)]
+    inits, inverse_mass = chain_starts(program, x, config)
     index = list(point_index) if point_index is not None else list(range(len(x)))
     started = time.perf_counter()
     if config.scheme == "batched":
-        samples, sample_stats = _run_batched(target, x, inits, scale.pow(2), config)
+        samples, sample_stats = _run_batched(target, x, inits, inverse_mass, config)
         return _result(samples, sample_stats, config, time.perf_counter() - started, index, structure)
     groups = [list(range(len(x)))] if config.scheme == "joint" else [[i] for i in range(len(x))]
     tasks = [_ChainTask(target, x.detach(), init, groups, config.seed + chain, config)
@@ -461,10 +506,13 @@ def posterior_moments(result: MCMCResult) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 __all__ = [
+    "INIT_RADIUS",
     "RECOMMENDED_MAX_LATENT_DIM",
     "SCHEMES",
     "MCMCResult",
     "NUTSConfig",
+    "chain_starts",
     "posterior_moments",
     "sample_posterior",
+    "uniform_starts",
 ]
