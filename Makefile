@@ -26,7 +26,7 @@ demo: $(STAMP)
 
 ## The test suite without the slow statistical and full-size runs.
 test: $(STAMP)
-	$(PYTHON) -m pytest -m "not slow" -q
+	$(PYTHON) -m pytest -m "not slow" -q --durations=25
 
 ## Everything, slow tests included.
 test-all: $(STAMP)

@@ -41,6 +41,7 @@ import torch
 
 from ppl_vae import VAE, LinearGaussian, SVIConfig, load_dataset, resolve_device, train
 from ppl_vae.data import evaluation_data
+from ppl_vae.evaluation.quoting import quote
 from ppl_vae.inference import elbo, elbo_terms, iwae, naive_prior
 from ppl_vae.inference.defensive import defensive_mixture
 from ppl_vae.inference.local_vi import fit_flow_posterior, fit_local_gaussian
@@ -523,29 +524,48 @@ for name, estimate in proposals.items():
     print(f"{name:<30}{float(estimate.per_point[0]):>11.3f}{float(estimate.delta_stderr[0]):>16.3f}"
           f"{k_hat:>7.2f}{float(estimate.ess[0]):>8.0f}  {verdict}")
 
+# The numbers the text below quotes, from this run.
+flow_estimate = float(proposals["flow posterior"].per_point[0])
+quote("scored_k", scored_k)
+for key, name in (("prior", "prior (naive)"), ("encoder", "encoder q(z|x)"),
+                  ("q_star", "q* (Gaussian for this digit)"), ("flow", "flow posterior"),
+                  ("defensive", "defensive mixture")):
+    estimate = proposals[name]
+    quote(f"{key}_k", float(estimate.pareto_k[0]))
+    quote(f"{key}_ess", float(estimate.ess[0]))
+    quote(f"{key}_se", float(estimate.delta_stderr[0]))
+    quote(f"{key}_deficit", flow_estimate - float(estimate.per_point[0]))
+quote("q_star_vs_flow", abs(float(proposals["q* (Gaussian for this digit)"].per_point[0]) - flow_estimate))
+quote("defensive_vs_flow", abs(float(proposals["defensive mixture"].per_point[0]) - flow_estimate))
+
 # %% [markdown]
-# How to read the table (the numbers quoted are from one full run, K = 5,000;
-# the smoke run's differ):
+# How to read the table (the numbers in this list are this run's own):
 #
-# * The **prior** has k̂ far above 0.7 (26 in our run) and an ESS of a couple
-#   of draws: its log p̂(x) is tens of nats low (74 here), and its
-#   delta-method error (±0.8) is meaningless. k̂ says so without knowing the
-#   answer.
-# * The **encoder**, on this digit chosen for its heavy tail, is flagged too
-#   (k̂ 1.8, ESS 4 of 5,000): its log p̂(x) was 3.6 nats below q*'s and the
-#   flow's, with ±0.5. The encoder's q is narrower than the posterior in some
-#   direction, and the rare draws out there carry weights the average has not
-#   seen yet.
-# * **q\*** and the **flow**, fitted to this digit alone, agree to about a
-#   tenth of a nat with the largest ESS (741 and 832) and k̂ of about 0.6:
-#   usable, with care. A Gaussian fitted by KL(q ‖ p) is a little too narrow,
-#   so its weights' tail is heavier than the ESS suggests.
-# * The **defensive mixture** agrees with the flow to 0.01 nats. Its weights
-#   are bounded by construction, p(x, z) / q_mix(z) ≤ 5 p(x | z), so it can
-#   never be badly wrong; but in 10 dimensions the bound is far above p(x)
-#   and its k̂ (0.68) is not small: bounded weights are a guarantee of
-#   convergence, not of speed. It pays for its safety with a smaller ESS (314),
-#   because part of its draws come from the prior and the wide component.
+# * The **prior**'s weights have k̂ = {glue:text}`prior_k:.1f` and an ESS of
+#   {glue:text}`prior_ess:.0f` draws, and its log p̂(x) lies
+#   {glue:text}`prior_deficit:.1f` nats below the flow's. Where k̂ is above
+#   0.7, as it is at full size, its delta-method error (here
+#   ±{glue:text}`prior_se:.2f`) is meaningless, and k̂ says so without knowing
+#   the answer.
+# * The **encoder**, on this digit chosen for its heavy tail, has k̂ =
+#   {glue:text}`encoder_k:.2f` and an ESS of {glue:text}`encoder_ess:.0f` of
+#   {glue:text}`scored_k`: its log p̂(x) lies {glue:text}`encoder_deficit:.2f`
+#   nats below the flow's, with ±{glue:text}`encoder_se:.2f`. Where the
+#   encoder's q is narrower than the posterior in some direction, the rare
+#   draws out there carry weights the average has not seen yet, and k̂ flags it.
+# * **q\*** and the **flow**, fitted to this digit alone, differ by
+#   {glue:text}`q_star_vs_flow:.2f` nats, with ESSs of {glue:text}`q_star_ess:.0f`
+#   and {glue:text}`flow_ess:.0f` and k̂ of {glue:text}`q_star_k:.2f` and
+#   {glue:text}`flow_k:.2f`. A Gaussian fitted by KL(q ‖ p) is a little too
+#   narrow, so its weights' tail is heavier than the ESS suggests.
+# * The **defensive mixture** differs from the flow by
+#   {glue:text}`defensive_vs_flow:.2f` nats. Its weights are bounded by
+#   construction, p(x, z) / q_mix(z) ≤ 5 p(x | z), so it can never be badly
+#   wrong; but in 10 dimensions the bound is far above p(x) and its k̂
+#   ({glue:text}`defensive_k:.2f`) need not be small: bounded weights are a
+#   guarantee of convergence, not of speed. It pays for its safety with a
+#   smaller ESS ({glue:text}`defensive_ess:.0f`), because part of its draws
+#   come from the prior and the wide component.
 #
 # The rule `compare_posteriors` (tutorial 4) follows per data point: among
 # the proposals with k̂ ≤ 0.7, the defensive mixture included, take the

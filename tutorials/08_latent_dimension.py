@@ -43,6 +43,7 @@ from matplotlib.ticker import MaxNLocator
 from ppl_vae import VAE, SVIConfig, load_dataset, resolve_device, train
 from ppl_vae.data import evaluation_data
 from ppl_vae.evaluation.plots import image_grid
+from ppl_vae.evaluation.quoting import quote
 from ppl_vae.evaluation.representation import active_units, kl_per_dimension
 from ppl_vae.inference import elbo_terms, iwae
 
@@ -154,23 +155,49 @@ print(f"Monte Carlo standard errors: ELBO at most {max(r['elbo_se'] for r in row
       + (f"; the IWAE error of L = {', '.join(str(r['latent_dim']) for r in rows if not np.isfinite(r['iwae_se']))}"
          " cannot be estimated (Pareto k-hat flags some digits)" if len(iwae_errors) < len(rows) else ""))
 
+# The numbers the text below quotes, from this run.
+quote("iwae_gains", "; ".join(f"{after['iwae'] - before['iwae']:+.1f} ({before['latent_dim']} → {after['latent_dim']})"
+                              for before, after in zip(rows, rows[1:])))
+quote("first_dim", rows[0]["latent_dim"])
+quote("last_dim", rows[-1]["latent_dim"])
+for end, r in (("first", rows[0]), ("last", rows[-1])):
+    quote(f"kl_{end}", r["kl"])
+    quote(f"reconstruction_{end}", r["reconstruction"])
+    quote(f"gap_{end}", r["iwae"] - r["elbo"])
+quote("active_counts", ", ".join(f"{r['active']} of {r['latent_dim']}" for r in rows))
+quote("best_elbo_dim", max(rows, key=lambda r: r["elbo"])["latent_dim"])
+quote("kl_difference", max(abs(r["kl"] - r["mc_kl"]) for r in rows))
+quote("kl_stderr", max(r["mc_kl_se"] for r in rows))
+inactive = [(r["latent_dim"], r["latent_dim"] - r["active"], float(r["kl_dims"][r["variances"] <= 0.01].sum()))
+            for r in rows if r["active"] < r["latent_dim"]]
+quote("inactive_kl", "; ".join(f"{count} units of L = {dim}: {kl:.3f} nats" for dim, count, kl in inactive)
+      or "nothing, since every model uses all its units here")
+quote("most_active", max(r["active"] for r in rows))
+quote("largest_counts", ", ".join(f"{count} (epoch {epoch})" for epoch, count in active_during_training[rows[-1]["latent_dim"]]))
+
 # %% [markdown]
-# Read the table from the top.
+# Read the table from the top (every number in this list is this run's own).
 #
-# * **2 → 16 dimensions: the bottleneck.** Every unit is active, and each
-#   doubling of L raises the IWAE bound by 26, 22 and 11 nats. The encoder
-#   spends more nats per image (KL 5.2 → 24.5) and gets far more back in
-#   reconstruction (−157 → −83).
-# * **16 → 64: saturation.** From 16 to 32 the bound gains 2.5 nats, from 32
-#   to 64 nothing (−99.41 and −99.58; one training run per size cannot
-#   resolve a difference of 0.2 nats either way). The KL stops at about 28 nats, and only 23
-#   of 32 and 25 of 64 units are active: the 64-dimensional model uses about
-#   as many coordinates as the 32-dimensional one and leaves the rest unused.
-# * **The gap IWAE − ELBO grows with L**, from 1.5 to 7.4 nats: with a
-#   larger code the true posterior has more room to differ from a diagonal
-#   Gaussian. The ELBO itself peaks at L = 32 and drops by 0.8 nats at 64.
-# * The closed-form KL and the Monte Carlo KL of `elbo_terms` agree to
-#   within 0.02 nats, their standard error.
+# * **Each doubling of L** changes the IWAE bound by {glue:md}`iwae_gains` nats.
+#   While every unit is active the code is a bottleneck, and a doubling buys
+#   many nats; once the gains shrink to a few nats or less, more dimensions
+#   have stopped paying: the model has saturated. One training run per size
+#   cannot resolve differences of a few tenths of a nat either way.
+# * **What the code costs and what it buys.** From L = {glue:text}`first_dim`
+#   to L = {glue:text}`last_dim` the KL, the nats the encoder spends per
+#   image, goes from {glue:text}`kl_first:.1f` to {glue:text}`kl_last:.1f`, and
+#   the reconstruction term from {glue:text}`reconstruction_first:.1f` to
+#   {glue:text}`reconstruction_last:.1f`.
+# * **Active units** (of all units): {glue:md}`active_counts`. A model with
+#   more units than it uses leaves the rest unused: their posteriors have
+#   collapsed to the prior (next sections).
+# * **The gap IWAE − ELBO** is {glue:text}`gap_first:.1f` nats at the smallest
+#   L and {glue:text}`gap_last:.1f` at the largest. A larger code gives the
+#   true posterior more room to differ from a diagonal Gaussian, so the gap
+#   tends to grow with L. The ELBO itself is highest at L = {glue:text}`best_elbo_dim`.
+# * The closed-form KL and the Monte Carlo KL of `elbo_terms` differ by at
+#   most {glue:text}`kl_difference:.3f` nats, against standard errors of at
+#   most {glue:text}`kl_stderr:.3f`.
 #
 # ## The trade-off in one picture
 
@@ -215,10 +242,10 @@ figure.savefig(OUT / "trade_off.png", dpi=110)
 print(f"wrote {OUT / 'trade_off.png'}")
 
 # %% [markdown]
-# Left: both bounds rise steeply and then flatten; the IWAE curve lies a few
-# nats above the ELBO everywhere, further above as L grows. Middle, on
-# logarithmic axes: the active units follow the line y = x up to 16 and then
-# fall away from it; the dotted lines count with a ten times larger and a ten
+# Left: the two bounds against L; the IWAE curve lies above the ELBO
+# everywhere (by the gap of the table). Middle, on logarithmic axes: the
+# active units follow the line y = x while the model uses every unit and fall
+# away from it once units collapse; the dotted lines count with a ten times larger and a ten
 # times smaller threshold (discussed below). Right: the rate-distortion view.
 # The KL is what the code costs in nats per image, the reconstruction error
 # is what it leaves unexplained; once the KL stops rising, so does the
@@ -234,15 +261,15 @@ print(f"wrote {OUT / 'trade_off.png'}")
 #
 # and `kl_per_dimension` returns each KL_j averaged over the test set.
 # Below, the bars of each model are sorted from largest to smallest and
-# coloured by the active-unit test. Up to L = 16 every coordinate carries
-# between 1 and 2.7 nats. At L = 32 and 64 the bars drop to almost nothing
-# after about two dozen units: the 9 and 39 inactive units together carry
-# 0.02 and 0.12 nats, so little that their bars cannot be seen. For those units
-# q(z_j | x) is the prior N(0, 1) for every digit, up to a hundredth of a nat:
-# the posterior of each such unit has *collapsed* to the prior. The decoder
-# learns to ignore them, and they cost nothing in the KL term. The model has
-# learned, without being told, that about 24 numbers per image are worth
-# their price at this training budget.
+# coloured by the active-unit test. Where a model has inactive units, its
+# bars drop to almost nothing after the active ones; in this run the inactive
+# units carry, all together, {glue:md}`inactive_kl`. For those units
+# q(z_j | x) is the prior N(0, 1) for every digit, up to a small fraction of
+# a nat: the posterior of each such unit has *collapsed* to the prior. The
+# decoder learns to ignore them, and they cost nothing in the KL term. The
+# models have learned, without being told, that at most
+# {glue:text}`most_active` numbers per image are worth their price at this
+# training budget.
 
 # %%
 columns = 3
@@ -278,14 +305,14 @@ for r in rows:
 #
 # The threshold 0.01 is a convention. The scatter below puts every unit of
 # every model at its activity Var_x(μ_j(x)) and its KL_j, on log scales.
-# The units form two clouds: working units, with means spread over most of
-# the prior's range (variance 0.3 to 2) and KLs from 0.2 to 2.7 nats, and
-# collapsed ones, with variance 0.002 to 0.02 and a KL of about 0.001 to
-# 0.01 nats. A threshold anywhere in the empty band between them, from 0.02 to
-# 0.3, gives the same count; 0.01 catches two stragglers of the 64-unit
-# model, still on their way down (25 active at 0.01, 23 at 0.1). The
-# collapsed units' means still move a little, so a threshold of 0.001 would
-# call every unit active: after 100 epochs the collapse is not complete.
+# Once a model has units to spare, the units form two clouds: working units,
+# with means spread over much of the prior's range (activity of order 1) and
+# KLs of a nat or more, and collapsed ones, with an activity near 0.01 or
+# below and a KL of hundredths of a nat or less. A threshold anywhere in the
+# empty band between the clouds gives the same count (the printout below
+# gives each model's range). The collapsed units' means still move a little,
+# so a threshold far below theirs would call every unit active: after a
+# finite training run the collapse is not complete.
 
 # %%
 figure, axis = plt.subplots(figsize=(7.5, 5.2), layout="constrained")
@@ -310,15 +337,15 @@ for r in rows:
 # ## Units switch off while the model trains
 #
 # The active-unit counts recorded after every stage of training show when
-# the extra units go quiet. For the first 30 epochs every unit of every
-# model is active: the encoder starts by using everything. Then the KL term
-# switches off the units the decoder makes least use of. The 32-dimensional
-# model settles at 23 units by epoch 70; the 64-dimensional one is still
-# losing units at epoch 100 (57, 49, 44, 39, 36, 30, 25 after epochs 40 to
-# 100) and would probably end lower if trained longer. So the active-unit count
-# depends on the training budget as well as on the data, and a count from a
-# short run is an upper bound. Models with 16 or fewer dimensions never lose
-# a unit: they have none to spare.
+# the extra units go quiet. In a full-length run every unit of every model
+# is active early on: the encoder starts by using everything. Then the KL term
+# switches off the units the decoder makes least use of. In this run the
+# largest model, L = {glue:text}`last_dim`, counts {glue:md}`largest_counts`
+# active units after each stage of training; where the count still falls at
+# the last stage, the model would probably end lower if trained longer. So
+# the active-unit count depends on the training budget as well as on the
+# data, and a count from a short run is an upper bound. A small model never
+# loses a unit: it has none to spare.
 
 # %%
 figure, axis = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
@@ -395,6 +422,8 @@ print(f"wrote {OUT / 'samples.png'}")
 
 # %% [markdown]
 # ## What to take away
+#
+# What the full-size run (six sizes, 100 epochs each on mnist5k) shows:
 #
 # * **Too small a code is a bottleneck.** With 2 to 8 dimensions every unit
 #   is active and works hard, each doubling of L gains more than 20 nats,

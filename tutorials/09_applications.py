@@ -635,6 +635,8 @@ print(f"wrote {OUT / 'quantized_reconstructions.png'}")
 #
 # ## What to take away
 #
+# What the full-size run shows:
+#
 # * **Anomalies**: a low log p(x) flags corrupted digits well (AUC 0.8 to 1
 #   here) but a whole unseen class barely, because the likelihood mostly
 #   counts ink: the thin 7s, the thinnest digits and a blank page all look

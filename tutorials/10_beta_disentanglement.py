@@ -363,8 +363,8 @@ print(f"wrote {OUT / 'metrics_vs_beta.png'}")
 # %% [markdown]
 # ## What to take away
 #
-# The numbers printed above, from this seed, tell a story with four
-# chapters:
+# The full-size run (the numbers printed above when the tutorial runs at
+# full size, from this seed) tells a story with four chapters:
 #
 # * **β = 1** (the ELBO) uses all six coordinates (6.3 nats per image). It
 #   already gives x and y a coordinate each (|ρ| about 0.9 and 0.8), but

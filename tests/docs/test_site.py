@@ -11,6 +11,8 @@ each page looked at.
 from __future__ import annotations
 
 import argparse
+import html
+import re
 import sys
 from pathlib import Path
 
@@ -77,6 +79,22 @@ def test_the_gallery_has_a_thumbnail_per_tutorial(site):
     for name in TUTORIALS:
         assert f'href="tutorials/{name}.html"' in text
         assert (site / "_static" / "thumbs" / f"{name}.png").is_file(), name
+
+
+def _page_text(path: Path) -> str:
+    """A page's text as a reader sees it: tags dropped, entities decoded, whitespace collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", path.read_text())).split())
+
+
+def test_the_text_quotes_the_numbers_its_own_run_printed(site):
+    """Tutorial 8's prose (glued by ppl_vae.evaluation.quoting) and its printed table agree, in the
+    smoke build as in the full one: the active units per latent size, and the largest size."""
+    text = _page_text(site / "tutorials" / "08_latent_dimension.html")
+    quoted = re.search(r"Active units \(of all units\): ((?:\d+ of \d+(?:, )?)+)\.", text)
+    assert quoted, "tutorial 8's text does not quote the active units"
+    printed = re.findall(r"(\d+)/(\d+) +\(\d+ / \d+\)", text)  # the table's "active/L (at 0.1 / 0.001)"
+    assert quoted.group(1) == ", ".join(f"{active} of {size}" for active, size in printed)
+    assert re.search(rf"In this run the largest model, L = {printed[-1][1]} ?,", text)
 
 
 def test_the_cli_reference_lists_every_option(site):
