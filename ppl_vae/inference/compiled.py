@@ -490,9 +490,14 @@ class Program:
         return -self.target.log_density(x, u)
 
     @property
+    def _has_encoder(self) -> bool:
+        """A library model on the direct path whose encoder gives q(z | x) in closed form."""
+        return self.direct and callable(getattr(self.source, "encode", None))
+
+    @property
     def has_proposal(self) -> bool:
         """Whether an encoder (on the direct path) or a guide says where each point's posterior lies."""
-        return (self.direct and callable(getattr(self.source, "encode", None))) or self.guide_program is not None
+        return self._has_encoder or self.guide_program is not None
 
     def starting_region(self, x: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-point centre and spread of chains' starting points, in unconstrained space.
@@ -505,7 +510,7 @@ class Program:
         -------
         loc, scale : Tensor, each shape (num_points, latent_numel)
         """
-        if self.direct and callable(getattr(self.source, "encode", None)):
+        if self._has_encoder:
             with torch.no_grad():
                 return self.source.encode(x)
         return latent_moments(self.model, self.guide_program, x, self.structure, seed)
